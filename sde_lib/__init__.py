@@ -1,0 +1,6 @@
+"""The SDEs of score-based generative modelling. Imports nothing from models or solvers."""
+from .base import SDE, ReverseSDE, batch_sum, expand_as_batch
+from .sdes import VPSDE, VESDE, CosineSchedule, LinearSchedule, get_sde, subVPSDE
+
+__all__ = ["SDE", "ReverseSDE", "VPSDE", "subVPSDE", "VESDE", "get_sde",
+           "LinearSchedule", "CosineSchedule", "batch_sum", "expand_as_batch"]

@@ -1,0 +1,174 @@
+"""The abstract SDE and its reverse-time / probability-flow counterpart.
+
+Notation (Song et al. 2021, "Score-Based Generative Modeling through SDEs"):
+
+    forward SDE        dx = f(x, t) dt + g(t) dw,            t in [0, T]
+    reverse SDE        dx = [f(x, t) - g(t)^2 score(x, t)] dt + g(t) dw_bar
+    probability flow   dx/dt = f(x, t) - 1/2 g(t)^2 score(x, t)
+
+Every SDE here has an affine drift f(x, t) = a(t) x, so the perturbation kernel
+is Gaussian: p_0t(x_t | x_0) = N(m(t) x_0, s(t)^2 I). Subclasses implement the
+scalar functions of t (`marginal_coeffs`, `diffusion_coeff`, `drift_coeff`); the
+tensor-level methods of the contract (`sde`, `marginal_prob`, ...) are written
+once here.
+
+Shapes: `x` is `[B, *dims]` (vectors `[B, D]` or images `[B, C, H, W]`), `t` a
+float tensor `[B]`. Scalars of time come back as `[B]`; they are broadcast
+against `x` with `expand_as_batch`. The dtype of `x` is kept throughout.
+"""
+from __future__ import annotations
+
+import abc
+import math
+from typing import Callable, Optional, Tuple
+
+import torch
+
+Tensor = torch.Tensor
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def expand_as_batch(v: Tensor, x: Tensor) -> Tensor:
+    """Reshape a per-sample `[B]` tensor to `[B, 1, ..., 1]` so it broadcasts with `x`."""
+    return v.reshape(v.shape[0], *([1] * (x.dim() - 1)))
+
+
+def batch_sum(x: Tensor) -> Tensor:
+    """Sum over every dimension but the first: `[B, *dims] -> [B]`."""
+    return x.reshape(x.shape[0], -1).sum(dim=1)
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> None:
+    """Raise ValueError unless `value` is a finite number > 0 (or >= 0)."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        expected = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {expected}, got {value!r}")
+
+
+class SDE(abc.ABC):
+    """Abstract forward SDE `dx = a(t) x dt + g(t) dw` on `[0, T]`.
+
+    Attributes:
+        T:   end time (1.0).
+        N:   default number of discretisation steps.
+        eps: smallest time used by samplers and the likelihood.
+    """
+
+    #: Whether `marginal_prob`/`sde` check that every t lies in [0, T]. The
+    #: check is one reduction per call; set to False on an instance to skip it.
+    check_time: bool = True
+
+    def __init__(self, N: int, T: float = 1.0, eps: float = 1e-3):
+        if not isinstance(N, int) or isinstance(N, bool) or N <= 0:
+            raise ValueError(f"N (number of discretisation steps) must be a positive int, got {N!r}")
+        check_positive("T", T)
+        check_positive("eps", eps)
+        if eps >= T:
+            raise ValueError(f"eps must lie in (0, T) = (0, {T}), got {eps!r}")
+        self.N = N
+        self.T = float(T)
+        self.eps = float(eps)
+
+    # ---- scalar functions of t, implemented by subclasses ----------------------
+    @abc.abstractmethod
+    def drift_coeff(self, t: Tensor) -> Tensor:
+        """a(t) in f(x, t) = a(t) x, `[B]`."""
+
+    @abc.abstractmethod
+    def diffusion_coeff(self, t: Tensor) -> Tensor:
+        """g(t), `[B]`."""
+
+    @abc.abstractmethod
+    def marginal_coeffs(self, t: Tensor) -> Tuple[Tensor, Tensor]:
+        """(m(t), s(t)), each `[B]`: p_0t(x_t | x_0) = N(m(t) x_0, s(t)^2 I)."""
+
+    @abc.abstractmethod
+    def prior_std(self) -> float:
+        """Standard deviation of the isotropic Gaussian prior at T."""
+
+    # ---- the contract ---------------------------------------------------------------
+    def _check_t(self, t: Tensor, x: Optional[Tensor] = None) -> None:
+        if not torch.is_tensor(t):
+            raise ValueError(f"t must be a float tensor of shape [B], got {type(t).__name__}")
+        if t.dim() != 1:
+            raise ValueError(f"t must have shape [B], got shape {tuple(t.shape)}")
+        if x is not None and t.shape[0] != x.shape[0]:
+            raise ValueError(f"t has {t.shape[0]} entries but x has batch size {x.shape[0]}")
+        if self.check_time:
+            lo, hi = t.min().item(), t.max().item()
+            if not (lo >= 0.0 and hi <= self.T):  # also catches NaN
+                raise ValueError(f"t must lie in [0, T] = [0, {self.T}], got values in [{lo}, {hi}]")
+
+    def sde(self, x: Tensor, t: Tensor) -> Tuple[Tensor, Tensor]:
+        """(drift f(x, t) `[B, *dims]`, diffusion g(t) `[B]`)."""
+        self._check_t(t, x)
+        return expand_as_batch(self.drift_coeff(t), x) * x, self.diffusion_coeff(t)
+
+    def marginal_prob(self, x0: Tensor, t: Tensor) -> Tuple[Tensor, Tensor]:
+        """Perturbation kernel: (mean m(t) x0 `[B, *dims]`, std s(t) `[B]`)."""
+        self._check_t(t, x0)
+        m, s = self.marginal_coeffs(t)
+        return expand_as_batch(m, x0) * x0, s
+
+    def prior_sampling(self, shape, generator: Optional[torch.Generator] = None,
+                       dtype: Optional[torch.dtype] = None, device=None) -> Tensor:
+        """A draw from the prior N(0, prior_std^2 I) of the given shape `[B, *dims]`."""
+        return self.prior_std() * torch.randn(*shape, generator=generator, dtype=dtype, device=device)
+
+    def prior_logp(self, z: Tensor) -> Tensor:
+        """log N(z; 0, prior_std^2 I) in nats, `[B]`: -D/2 log(2 pi sigma^2) - |z|^2 / (2 sigma^2)."""
+        sigma = self.prior_std()
+        D = z[0].numel()
+        return -0.5 * D * math.log(2 * math.pi * sigma ** 2) - batch_sum(z ** 2) / (2 * sigma ** 2)
+
+    def discretize(self, x: Tensor, t: Tensor, dt: Optional[float] = None) -> Tuple[Tensor, Tensor]:
+        """One step of the discrete-time chain x_{i+1} = x_i + f_i + G_i z_i.
+
+        The default is the Euler-Maruyama chain, f_i = f(x, t) dt and
+        G_i = g(t) sqrt(dt), with dt = T / N unless given. VP and VE override
+        it with the DDPM and SMLD chains. Returns (f `[B, *dims]`, G `[B]`).
+        """
+        dt = self.T / self.N if dt is None else dt
+        drift, diffusion = self.sde(x, t)
+        return drift * dt, diffusion * math.sqrt(dt)
+
+    def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> "ReverseSDE":
+        """The reverse-time SDE (or, with probability_flow=True, the probability-flow ODE)."""
+        return ReverseSDE(self, score_fn, probability_flow)
+
+
+class ReverseSDE:
+    """Reverse-time SDE / probability-flow ODE of a forward `SDE` for a given score.
+
+    `sde(x, t)` returns the drift of the reverse process written for a *negative*
+    time step, as in Song et al. 2021:
+
+        drift = f(x, t) - c g(t)^2 score(x, t),  c = 1 (SDE) or 1/2 (ODE)
+        diffusion = g(t) (SDE) or 0 (ODE)
+
+    so one Euler-Maruyama step from t to t - dt is
+    `x - drift dt + diffusion sqrt(dt) z`. `discretize` gives the reverse of the
+    forward chain (used by the reverse-diffusion predictor):
+    `x_{i-1} = x_i - f_i + c G_i^2 score + G_i z` (G_i zero for the ODE).
+    """
+
+    def __init__(self, forward: SDE, score_fn: ScoreFn, probability_flow: bool = False):
+        self.forward = forward
+        self.score_fn = score_fn
+        self.probability_flow = bool(probability_flow)
+        self.T, self.N, self.eps = forward.T, forward.N, forward.eps
+
+    def sde(self, x: Tensor, t: Tensor) -> Tuple[Tensor, Tensor]:
+        drift, diffusion = self.forward.sde(x, t)
+        score = self.score_fn(x, t)
+        c = 0.5 if self.probability_flow else 1.0
+        drift = drift - c * expand_as_batch(diffusion ** 2, x) * score
+        return drift, torch.zeros_like(diffusion) if self.probability_flow else diffusion
+
+    def discretize(self, x: Tensor, t: Tensor, dt: Optional[float] = None) -> Tuple[Tensor, Tensor]:
+        f, G = self.forward.discretize(x, t, dt)
+        score = self.score_fn(x, t)
+        c = 0.5 if self.probability_flow else 1.0
+        rev_f = f - c * expand_as_batch(G ** 2, x) * score
+        return rev_f, torch.zeros_like(G) if self.probability_flow else G

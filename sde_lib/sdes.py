@@ -1,0 +1,295 @@
+"""VP (linear and cosine schedules), sub-VP and VE SDEs.
+
+Conventions (see docs/ARCHITECTURE.md):
+
+| SDE    | f(x,t)     | g(t)                         | m(t)                 | s(t)        | prior        |
+|--------|------------|------------------------------|----------------------|-------------|--------------|
+| VP     | -1/2 b(t)x | sqrt(b(t))                   | exp(-1/2 int_0^t b)  | sqrt(1-m^2) | N(0, I)      |
+| sub-VP | -1/2 b(t)x | sqrt(b(t)(1-exp(-2 int b)))  | same as VP           | 1 - m^2     | N(0, I)      |
+| VE     | 0          | sigma(t) sqrt(2 ln(smax/smin)) | 1                  | sigma(t)    | N(0, smax^2 I)|
+
+with b(t) = beta_min + t (beta_max - beta_min) and sigma(t) = smin (smax/smin)^t.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+
+from .base import SDE, Tensor, check_positive
+
+
+def _check_betas(beta_min, beta_max):
+    check_positive("beta_min", beta_min, allow_zero=True)
+    check_positive("beta_max", beta_max)
+    if beta_min >= beta_max:
+        raise ValueError(f"beta_min must be < beta_max, got beta_min={beta_min!r}, beta_max={beta_max!r}")
+
+
+class _BetaSchedule:
+    """A noise-rate schedule beta(t) >= 0 with B(t) = int_0^t beta(s) ds, as torch functions of t."""
+
+    def beta(self, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def integral(self, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class LinearSchedule(_BetaSchedule):
+    """beta(t) = beta_min + t (beta_max - beta_min); B(t) = t beta_min + t^2 (beta_max - beta_min) / 2."""
+
+    def __init__(self, beta_min: float, beta_max: float):
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+
+    def beta(self, t):
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def integral(self, t):
+        return t * self.beta_min + 0.5 * t ** 2 * (self.beta_max - self.beta_min)
+
+
+class CosineSchedule(_BetaSchedule):
+    """Cosine schedule of Nichol & Dhariwal (2021) in continuous time, with beta capped.
+
+    alpha_bar(t) = cos^2(phi(t)) / cos^2(phi(0)),  phi(t) = (t + s)/(1 + s) * pi/2, so
+
+        beta(t) = -d ln alpha_bar / dt = pi / (1 + s) * tan(phi(t)),
+        B(t)    = -ln alpha_bar(t) = 2 ln cos(phi(0)) - 2 ln cos(phi(t)).
+
+    beta(t) diverges as t -> 1 (alpha_bar(1) = 0): the reverse SDE and the
+    score are then undefined. As the discrete schedule clips beta_t at 0.999,
+    we cap the continuous rate at `beta_max`: beta(t) = min(beta_cos(t), beta_max).
+    With t* the time where beta_cos(t*) = beta_max, the integral is exact for
+    the capped rate: B(t) = B_cos(t) for t <= t*, and
+    B(t*) + beta_max (t - t*) afterwards. Every quantity stays finite on [0, T]
+    and the SDE stays self-consistent (the marginals are those of the capped
+    rate). With s = 0.008 and beta_max = 20, t* ~ 0.901 and m(1) ~ 0.057.
+    """
+
+    def __init__(self, s: float = 0.008, beta_max: float = 20.0):
+        check_positive("cosine_s", s)
+        check_positive("beta_max", beta_max)
+        self.s, self.beta_max = float(s), float(beta_max)
+        self._scale = math.pi / (1 + self.s)
+        self._log_cos0 = math.log(math.cos(self._phi_float(0.0)))
+        self._tan0 = math.tan(self._phi_float(0.0))
+        # tan(phi(t*)) = beta_max / scale  =>  phi(t*) = atan(...)
+        phi_star = math.atan(self.beta_max / self._scale)
+        self.t_star = phi_star * 2 / math.pi * (1 + self.s) - self.s
+        if self.t_star <= 0:
+            raise ValueError(f"beta_max={beta_max!r} is below the cosine schedule's rate at t=0; "
+                             f"expected beta_max > {self._scale * math.tan(self._phi_float(0.0)):.4g}")
+        self._B_star = 2 * self._log_cos0 - 2 * math.log(math.cos(phi_star))
+
+    def _phi_float(self, t: float) -> float:
+        return (t + self.s) / (1 + self.s) * math.pi / 2
+
+    def _phi(self, t):
+        return (t + self.s) / (1 + self.s) * (math.pi / 2)
+
+    def beta(self, t):
+        tc = torch.clamp(t, max=self.t_star)
+        b = self._scale * torch.tan(self._phi(tc))
+        return torch.where(t <= self.t_star, b, torch.full_like(b, self.beta_max))
+
+    def integral(self, t):
+        tc = torch.clamp(t, max=self.t_star)
+        # B = -2 ln(cos(phi0 + d) / cos(phi0)) with d = phi(t) - phi0, written as
+        # -2 log1p(-2 sin^2(d/2) - tan(phi0) sin(d)) so that small t keeps full
+        # relative precision (matters in float32 near eps).
+        d = tc / (1 + self.s) * (math.pi / 2)
+        B_cos = -2 * torch.log1p(-2 * torch.sin(d / 2) ** 2 - self._tan0 * torch.sin(d))
+        return torch.where(t <= self.t_star, B_cos, self._B_star + self.beta_max * (t - self.t_star))
+
+
+class VPSDE(SDE):
+    """Variance-preserving SDE (the continuous limit of DDPM).
+
+    dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw, with m(t) = exp(-B(t)/2) and
+    s(t) = sqrt(1 - m(t)^2), B(t) = int_0^t beta. schedule="linear" uses
+    beta(t) = beta_min + t (beta_max - beta_min); schedule="cosine" uses the
+    cosine schedule (see `CosineSchedule`), where beta_max caps the rate near
+    t = 1 and beta_min is not used.
+    """
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000,
+                 schedule: str = "linear", cosine_s: float = 0.008, eps: float = 1e-3, T: float = 1.0):
+        super().__init__(N=N, T=T, eps=eps)
+        _check_betas(beta_min, beta_max)
+        if schedule == "linear":
+            self.schedule = LinearSchedule(beta_min, beta_max)
+        elif schedule == "cosine":
+            self.schedule = CosineSchedule(cosine_s, beta_max)
+        else:
+            raise ValueError(f"unknown schedule {schedule!r}; expected one of ['linear', 'cosine']")
+        self.schedule_name = schedule
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+
+    def beta(self, t: Tensor) -> Tensor:
+        return self.schedule.beta(t)
+
+    def drift_coeff(self, t):
+        return -0.5 * self.beta(t)
+
+    def diffusion_coeff(self, t):
+        return torch.sqrt(self.beta(t))
+
+    def marginal_coeffs(self, t):
+        log_m = -0.5 * self.schedule.integral(t)
+        # s^2 = 1 - m^2 = -expm1(2 log m): accurate for small t.
+        return torch.exp(log_m), torch.sqrt(-torch.expm1(2 * log_m))
+
+    def prior_std(self):
+        return 1.0
+
+    def discrete_beta(self, t: Tensor, dt: Optional[float] = None) -> Tensor:
+        """beta_i of the DDPM chain at time t, `[B]`: 1 - exp(-int_{t-dt}^t beta).
+
+        Song et al. 2021 (App. B) take beta_i = beta(t_i) / N; ours is the same
+        to first order in dt = T/N, keeps the chain's marginals consistent with
+        the SDE's for any schedule, and stays in (0, 1) on coarse grids.
+        """
+        dt = self.T / self.N if dt is None else dt
+        B_hi = self.schedule.integral(t)
+        B_lo = self.schedule.integral(torch.clamp(t - dt, min=0.0))
+        return -torch.expm1(-(B_hi - B_lo))
+
+    def discretize(self, x, t, dt=None):
+        """DDPM chain: x_i = sqrt(1 - beta_i) x_{i-1} + sqrt(beta_i) z, so
+        f = (sqrt(1 - beta_i) - 1) x and G = sqrt(beta_i)."""
+        self._check_t(t, x)
+        beta_i = self.discrete_beta(t, dt)
+        f = (torch.sqrt(1.0 - beta_i) - 1.0).reshape(-1, *([1] * (x.dim() - 1))) * x
+        return f, torch.sqrt(beta_i)
+
+    def __repr__(self):
+        return (f"VPSDE(beta_min={self.beta_min}, beta_max={self.beta_max}, N={self.N}, "
+                f"schedule={self.schedule_name!r}, eps={self.eps})")
+
+
+class subVPSDE(SDE):
+    """Sub-VP SDE: VP drift with g(t)^2 = beta(t) (1 - exp(-2 B(t))).
+
+    Its marginal std s(t) = 1 - m(t)^2 is below the VP one for every t > 0.
+    The discretisation is the default Euler-Maruyama chain.
+    """
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000,
+                 eps: float = 1e-3, T: float = 1.0):
+        super().__init__(N=N, T=T, eps=eps)
+        _check_betas(beta_min, beta_max)
+        self.schedule = LinearSchedule(beta_min, beta_max)
+        self.beta_min, self.beta_max = float(beta_min), float(beta_max)
+
+    def beta(self, t):
+        return self.schedule.beta(t)
+
+    def drift_coeff(self, t):
+        return -0.5 * self.beta(t)
+
+    def diffusion_coeff(self, t):
+        B = self.schedule.integral(t)
+        return torch.sqrt(self.beta(t) * -torch.expm1(-2.0 * B))
+
+    def marginal_coeffs(self, t):
+        log_m = -0.5 * self.schedule.integral(t)
+        return torch.exp(log_m), -torch.expm1(2 * log_m)
+
+    def prior_std(self):
+        return 1.0
+
+    def __repr__(self):
+        return f"subVPSDE(beta_min={self.beta_min}, beta_max={self.beta_max}, N={self.N}, eps={self.eps})"
+
+
+class VESDE(SDE):
+    """Variance-exploding SDE (the continuous limit of SMLD / NCSN).
+
+    dx = sigma(t) sqrt(2 ln(sigma_max/sigma_min)) dw, sigma(t) = sigma_min (sigma_max/sigma_min)^t,
+    so d sigma(t)^2 / dt = g(t)^2. Convention (Song et al. 2021): the marginal
+    std is s(t) = sigma(t), i.e. p_0 is the data already perturbed by sigma_min
+    (simulating the SDE from a point x0 gives variance sigma(t)^2 - sigma_min^2;
+    start from N(x0, sigma_min^2 I) to get sigma(t)^2).
+    """
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000,
+                 eps: float = 1e-5, T: float = 1.0):
+        super().__init__(N=N, T=T, eps=eps)
+        check_positive("sigma_min", sigma_min)
+        check_positive("sigma_max", sigma_max)
+        if sigma_min >= sigma_max:
+            raise ValueError(f"sigma_min must be < sigma_max, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
+
+    def sigma(self, t: Tensor) -> Tensor:
+        return self.sigma_min * torch.exp(t * self._log_ratio)
+
+    def drift_coeff(self, t):
+        return torch.zeros_like(t)
+
+    def diffusion_coeff(self, t):
+        return self.sigma(t) * math.sqrt(2 * self._log_ratio)
+
+    def marginal_coeffs(self, t):
+        return torch.ones_like(t), self.sigma(t)
+
+    def prior_std(self):
+        return self.sigma_max
+
+    def discretize(self, x, t, dt=None):
+        """SMLD chain: x_i = x_{i-1} + sqrt(sigma_i^2 - sigma_{i-1}^2) z, with
+        sigma_i = sigma(t), sigma_{i-1} = sigma(t - dt) and sigma_{i-1} = 0 below
+        the first level (t - dt <= 0), as in the discrete NCSN chain."""
+        self._check_t(t, x)
+        dt = self.T / self.N if dt is None else dt
+        sigma = self.sigma(t)
+        prev = torch.where(t - dt > 0, self.sigma(torch.clamp(t - dt, min=0.0)), torch.zeros_like(t))
+        return torch.zeros_like(x), torch.sqrt(sigma ** 2 - prev ** 2)
+
+    def __repr__(self):
+        return f"VESDE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, N={self.N}, eps={self.eps})"
+
+
+_NAMES = {
+    "vpsde": "vp", "vp": "vp",
+    "subvpsde": "subvp", "subvp": "subvp", "sub-vp": "subvp", "sub_vp": "subvp",
+    "vesde": "ve", "ve": "ve",
+}
+
+
+def get_sde(config) -> SDE:
+    """Build an SDE from an ml_collections config.
+
+    Accepts a full experiment config (uses `config.sde`) or the `sde` block
+    itself, with fields: `name` ("vpsde" | "subvpsde" | "vesde"), `beta_min`,
+    `beta_max`, `schedule` ("linear" | "cosine"), `sigma_min`, `sigma_max`,
+    `N`, and optionally `eps`, `cosine_s`. Missing fields take the class defaults.
+    """
+    cfg = config.sde if hasattr(config, "sde") and not isinstance(getattr(config, "sde"), str) \
+        and hasattr(config.sde, "get") else config
+    name = cfg.get("name", None)
+    if name is None or str(name).lower() not in _NAMES:
+        raise ValueError(f"unknown SDE name {name!r}; expected one of ['vpsde', 'subvpsde', 'vesde']")
+    kind = _NAMES[str(name).lower()]
+    kw = {}
+    if cfg.get("N", None) is not None:
+        kw["N"] = cfg.N
+    if cfg.get("eps", None) is not None:
+        kw["eps"] = cfg.eps
+    if kind in ("vp", "subvp"):
+        for key in ("beta_min", "beta_max"):
+            if cfg.get(key, None) is not None:
+                kw[key] = cfg[key]
+        if kind == "vp":
+            for key in ("schedule", "cosine_s"):
+                if cfg.get(key, None) is not None:
+                    kw[key] = cfg[key]
+            return VPSDE(**kw)
+        return subVPSDE(**kw)
+    for key in ("sigma_min", "sigma_max"):
+        if cfg.get(key, None) is not None:
+            kw[key] = cfg[key]
+    return VESDE(**kw)
