@@ -1,0 +1,49 @@
+"""Score networks (U-Net for images, residual MLP for vectors), the exact
+Gaussian-mixture score, and the adapter from a network to a `score_fn`.
+
+Imports sde_lib only (never solvers or training).
+"""
+from .analytic import GaussianMixture
+from .mlp import ScoreMLP
+from .unet import UNet
+from .utils import get_model, get_score_fn, model_names, noise_label, register_model
+
+_FAMILY_DEFAULTS = {
+    # NCSN++: Fourier embedding of the noise label, BigGAN-style resampling blocks.
+    "ncsnpp": dict(embedding_type="fourier", resblock_type="biggan", skip_rescale=True),
+    # DDPM++: sinusoidal embedding of t, DDPM resampling (strided conv / nearest + conv).
+    "ddpmpp": dict(embedding_type="positional", resblock_type="ddpm", skip_rescale=True),
+}
+
+
+def _unet_builder(family):
+    def build(config):
+        m = config.model
+        kw = dict(_FAMILY_DEFAULTS[family])
+        for key in ("embedding_type", "resblock_type", "skip_rescale"):
+            if m.get(key, None) is not None:
+                kw[key] = m[key]
+        return UNet(image_size=config.data.image_size, num_channels=config.data.num_channels,
+                    nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
+                    attn_resolutions=tuple(m.attn_resolutions), dropout=m.get("dropout", 0.0),
+                    fourier_scale=m.get("fourier_scale", 16.0),
+                    positional_scale=m.get("positional_scale", 1000.0),
+                    num_groups=m.get("num_groups", 32), resamp_with_conv=m.get("resamp_with_conv", True), **kw)
+    return build
+
+
+register_model("ncsnpp")(_unet_builder("ncsnpp"))
+register_model("ddpmpp")(_unet_builder("ddpmpp"))
+
+
+@register_model("mlp")
+def _build_mlp(config):
+    m = config.model
+    return ScoreMLP(dim=config.data.dim, hidden=m.get("hidden", 128), num_blocks=m.get("num_blocks", 3),
+                    dropout=m.get("dropout", 0.0), embedding_type=m.get("embedding_type", "fourier"),
+                    embed_dim=m.get("embed_dim", 64), fourier_scale=m.get("fourier_scale", 16.0),
+                    positional_scale=m.get("positional_scale", 1000.0))
+
+
+__all__ = ["GaussianMixture", "ScoreMLP", "UNet", "get_model", "get_score_fn", "model_names",
+           "noise_label", "register_model"]

@@ -1,0 +1,173 @@
+"""Building blocks of the score networks: noise embeddings, residual blocks, attention.
+
+Shapes: images are `[B, C, H, W]`, noise labels `[B]`, embeddings `[B, E]`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
+    """GroupNorm with the largest group count <= max_groups that divides `channels`,
+    keeping at least 4 channels per group when possible (small nets use few channels)."""
+    g = max(1, min(max_groups, channels // 4 if channels >= 4 else 1))
+    while channels % g:
+        g -= 1
+    return nn.GroupNorm(g, channels, eps=1e-6)
+
+
+def zero_module(module: nn.Module) -> nn.Module:
+    """Zero a layer's parameters: the residual branch it closes starts as the identity."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class GaussianFourierEmbedding(nn.Module):
+    """Random Fourier features of a scalar label (NCSN++):
+
+        emb(l) = [sin(2 pi W l), cos(2 pi W l)],  W ~ N(0, scale^2) fixed (a buffer).
+
+    `[B] -> [B, dim]`; `dim` must be even.
+    """
+
+    def __init__(self, dim: int, scale: float = 16.0):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"embedding dim must be even, got {dim}")
+        # Drawn from a fixed seed so two models built from one config embed identically
+        # whatever the state of the global RNG.
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("W", torch.randn(dim // 2, generator=g) * scale)
+
+    def forward(self, label: Tensor) -> Tensor:
+        proj = 2 * math.pi * label[:, None] * self.W[None, :]
+        return torch.cat([torch.sin(proj), torch.cos(proj)], dim=1)
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Transformer/DDPM sinusoidal embedding of `scale * label`:
+
+        emb_k = sin(scale l / 10000^(k / (h - 1))),  emb_{h+k} = cos(...),  k < h = dim / 2.
+
+    `scale` (1000 by default) maps t in [0, 1] to the DDPM step range. `[B] -> [B, dim]`.
+    """
+
+    def __init__(self, dim: int, scale: float = 1000.0, max_period: float = 10000.0):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"embedding dim must be even, got {dim}")
+        half = dim // 2
+        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / max(half - 1, 1))
+        self.register_buffer("freqs", freqs)
+        self.scale = float(scale)
+
+    def forward(self, label: Tensor) -> Tensor:
+        arg = self.scale * label[:, None].float() * self.freqs[None, :]
+        return torch.cat([torch.sin(arg), torch.cos(arg)], dim=1).to(label.dtype)
+
+
+def make_embedding(kind: str, dim: int, fourier_scale: float, positional_scale: float) -> nn.Module:
+    if kind == "fourier":
+        return GaussianFourierEmbedding(dim, fourier_scale)
+    if kind == "positional":
+        return SinusoidalEmbedding(dim, positional_scale)
+    raise ValueError(f"unknown embedding_type {kind!r}; expected one of ['fourier', 'positional']")
+
+
+class Downsample(nn.Module):
+    """Halve H and W: stride-2 3x3 conv (with_conv) or 2x2 average pooling."""
+
+    def __init__(self, channels: int, with_conv: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1) if with_conv else None
+
+    def forward(self, x):
+        return self.conv(x) if self.conv is not None else F.avg_pool2d(x, 2)
+
+
+class Upsample(nn.Module):
+    """Double H and W: nearest-neighbour, then an optional 3x3 conv."""
+
+    def __init__(self, channels: int, with_conv: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1) if with_conv else None
+
+    def forward(self, x):
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return self.conv(x) if self.conv is not None else x
+
+
+class ResBlock(nn.Module):
+    """Residual block conditioned on the noise embedding.
+
+        h = conv(act(norm(x)));  h += dense(act(temb));  h = conv(dropout(act(norm(h))))
+        out = (skip(x) + h) / sqrt(2)  if skip_rescale else  skip(x) + h
+
+    `resample` is None (DDPM++ block), "up" or "down" (BigGAN-style block of NCSN++:
+    both the residual path and the skip path are resampled inside the block, the
+    skip by nearest-up / average-pool followed by a 1x1 conv when channels change).
+    The last conv is zero-initialised so every block starts as (a scaled) identity.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, temb_dim: int, dropout: float = 0.0,
+                 skip_rescale: bool = False, resample: str | None = None, max_groups: int = 32):
+        super().__init__()
+        if resample not in (None, "up", "down"):
+            raise ValueError(f"resample must be None, 'up' or 'down', got {resample!r}")
+        self.resample = resample
+        self.skip_rescale = skip_rescale
+        self.norm1 = group_norm(in_ch, max_groups)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.temb = nn.Linear(temb_dim, out_ch)
+        self.norm2 = group_norm(out_ch, max_groups)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = zero_module(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def _resample(self, x):
+        if self.resample == "up":
+            return F.interpolate(x, scale_factor=2.0, mode="nearest")
+        if self.resample == "down":
+            return F.avg_pool2d(x, 2)
+        return x
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        h = F.silu(self.norm1(x))
+        h = self._resample(h)
+        x = self._resample(x)
+        h = self.conv1(h)
+        h = h + self.temb(F.silu(temb))[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        out = self.skip(x) + h
+        return out / math.sqrt(2.0) if self.skip_rescale else out
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over the H*W positions, residual:
+
+        out = x + proj(softmax(q^T k / sqrt(C)) v)   (divided by sqrt(2) with skip_rescale)
+    """
+
+    def __init__(self, channels: int, skip_rescale: bool = False, max_groups: int = 32):
+        super().__init__()
+        self.norm = group_norm(channels, max_groups)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = zero_module(nn.Conv2d(channels, channels, 1))
+        self.skip_rescale = skip_rescale
+
+    def forward(self, x: Tensor, temb: Tensor | None = None) -> Tensor:
+        B, C, H, W = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).unbind(1)
+        # [B, 1 head, HW, C] for scaled_dot_product_attention
+        h = F.scaled_dot_product_attention(q.transpose(1, 2)[:, None], k.transpose(1, 2)[:, None],
+                                           v.transpose(1, 2)[:, None])
+        h = h[:, 0].transpose(1, 2).reshape(B, C, H, W)
+        out = x + self.proj(h)
+        return out / math.sqrt(2.0) if self.skip_rescale else out
