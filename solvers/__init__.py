@@ -1,0 +1,13 @@
+"""Samplers and likelihoods for score SDEs. Sees only an `sde` and a `score_fn`.
+
+    from solvers import sample, log_likelihood, bits_per_dim, encode, decode
+"""
+from ._common import CountedScore, SampleInfo
+from .correctors import CORRECTORS
+from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
+from .ode import decode, encode
+from .predictors import PREDICTORS
+from .sampling import SAMPLERS, sample
+
+__all__ = ["sample", "log_likelihood", "bits_per_dim", "encode", "decode", "SampleInfo",
+           "LikelihoodResult", "CountedScore", "SAMPLERS", "PREDICTORS", "CORRECTORS"]

@@ -1,0 +1,166 @@
+"""Shared pieces of the samplers: the run report, the NFE counter, argument
+checks, the time grid and the per-sample noise streams."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class SampleInfo:
+    """What a sampler did.
+
+    Attributes:
+        sampler:    the sampler name.
+        nfe:        score_fn calls actually made (a batched call counts 1).
+        steps:      steps taken (for adaptive ODE/SDE solvers: accepted +
+                    rejected steps are not separated; `nfe` is the honest cost).
+        options:    the options in effect (defaults filled in).
+        seconds:    wall time of the whole call.
+        trajectory: `[n_times, B, *dims]` states if `return_trajectory`, else None.
+        times:      `[n_times]` times of the trajectory states (decreasing).
+        extra:      sampler-specific facts (e.g. `clamped` for the ODE).
+    """
+    sampler: str
+    nfe: int = 0
+    steps: int = 0
+    options: Dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    trajectory: Optional[Tensor] = None
+    times: Optional[Tensor] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+class CountedScore:
+    """Wraps a score_fn and counts its calls: `nfe` = number of (batched) calls.
+
+    It also optionally records every time it is called with (`record_times`),
+    which the tests use to check that no solver leaves [eps, T].
+    """
+
+    def __init__(self, score_fn: Callable[[Tensor, Tensor], Tensor], record_times: bool = False):
+        self.score_fn = score_fn
+        self.nfe = 0
+        self.times: Optional[List[Tensor]] = [] if record_times else None
+
+    def __call__(self, x: Tensor, t: Tensor) -> Tensor:
+        self.nfe += 1
+        if self.times is not None:
+            self.times.append(t.detach().clone())
+        return self.score_fn(x, t)
+
+
+def quiet(sde):
+    """A shallow copy of `sde` that skips the per-call time-range check.
+
+    The samplers validate their whole time grid once up front, so the
+    one-reduction-per-call check (a host synchronisation on GPU) is not
+    needed inside the loop. The user's object is left untouched.
+    """
+    if not getattr(sde, "check_time", False):
+        return sde
+    q = copy.copy(sde)
+    q.check_time = False
+    return q
+
+
+def check_steps(steps, name: str = "steps") -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        raise ValueError(f"{name} must be a positive int, got {steps!r}")
+    return steps
+
+
+def check_eps(sde, eps) -> float:
+    eps = sde.eps if eps is None else eps
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not (0.0 < eps < sde.T):
+        raise ValueError(f"eps must lie in (0, T) = (0, {sde.T}), got {eps!r}")
+    return float(eps)
+
+
+def check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_choice(kind: str, name, valid: Sequence[str]) -> str:
+    if name not in valid:
+        raise ValueError(f"unknown {kind} {name!r}; expected one of {sorted(valid)}")
+    return name
+
+
+def time_grid(T: float, eps: float, steps: int, dtype, device) -> Tensor:
+    """Uniform grid `[steps + 1]` from T down to eps (both included)."""
+    return torch.linspace(T, eps, steps + 1, dtype=torch.float64).to(dtype=dtype, device=device)
+
+
+class NoiseSource:
+    """Standard normal draws of shape `[B, *dims]` for a sampler.
+
+    With `generator` (or none) every draw is one `torch.randn` for the whole
+    batch. With `seeds` (one int per sample), sample i has its own
+    `torch.Generator` seeded with seeds[i], so its noise, and therefore its
+    output, does not depend on the batch it is drawn in. To keep the Python
+    loop over generators off the per-step path, each generator draws a block
+    of `chunk` future draws at a time; `chunk` depends only on the per-sample
+    size, never on B, so the streams are identical alone or in a batch.
+    """
+
+    def __init__(self, shape, dtype, device, generator: Optional[torch.Generator] = None,
+                 seeds: Optional[Sequence[int]] = None):
+        self.shape = tuple(shape)
+        self.dtype, self.device = dtype, device
+        self.generator = generator
+        self.draws = 0
+        self.generators = None
+        if seeds is not None:
+            seeds = list(seeds)
+            if len(seeds) != self.shape[0]:
+                raise ValueError(f"seeds must have one entry per sample (batch size {self.shape[0]}), "
+                                 f"got {len(seeds)}")
+            for s in seeds:
+                if isinstance(s, bool) or not isinstance(s, int):
+                    raise ValueError(f"seeds must be ints, got {s!r}")
+            if generator is not None:
+                raise ValueError("give either generator or seeds, not both")
+            dev = torch.device(device) if device is not None else torch.device("cpu")
+            self.generators = [torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
+            per_sample = max(1, math.prod(self.shape[1:]))
+            self.chunk = max(1, min(64, (1 << 16) // per_sample))
+            self._buffer = None
+            self._pos = self.chunk
+
+    def randn(self) -> Tensor:
+        self.draws += 1
+        if self.generators is None:
+            return torch.randn(self.shape, generator=self.generator, dtype=self.dtype, device=self.device)
+        if self._pos == self.chunk:
+            dims = self.shape[1:]
+            self._buffer = torch.stack([torch.randn((self.chunk, *dims), generator=g, dtype=self.dtype,
+                                                    device=self.device) for g in self.generators])
+            self._pos = 0
+        z = self._buffer[:, self._pos]
+        self._pos += 1
+        return z
+
+    def prior(self, sde) -> Tensor:
+        """x_T from the prior N(0, prior_std^2 I)."""
+        if self.generators is None:
+            return sde.prior_sampling(self.shape, generator=self.generator, dtype=self.dtype, device=self.device)
+        return sde.prior_std() * self.randn()
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start

@@ -1,0 +1,77 @@
+"""Correctors: Langevin MCMC steps at a fixed time t, targeting p_t.
+
+Every corrector has the signature
+
+    corrector(sde, score_fn, x, t, dt, noise, n_steps, **options) -> (x, x_mean)
+
+and makes `n_steps` score evaluations. `dt` is the sampler's grid step (used
+for the VP alpha below).
+"""
+from __future__ import annotations
+
+import torch
+
+from sde_lib import VESDE, batch_sum, expand_as_batch
+
+
+def langevin_alpha(sde, t, dt):
+    """alpha_i of Song et al. 2021, Algorithms 4 (VE) and 5 (VP), per sample `[B]`.
+
+    VE: alpha = 1. VP: alpha_i = 1 - beta_i of the DDPM chain, i.e. the
+    squared one-step mean coefficient (m(t) / m(t - dt))^2. sub-VP has the
+    same mean coefficient m(t) as VP, so it gets the same alpha (the reference
+    implementation reads a DDPM-only table here and fails on sub-VP).
+    """
+    if isinstance(sde, VESDE):
+        return torch.ones_like(t)
+    m, _ = sde.marginal_coeffs(t)
+    m_p, _ = sde.marginal_coeffs(torch.clamp(t - dt, min=0.0))
+    return (m / m_p) ** 2
+
+
+def langevin(sde, score_fn, x, t, dt, noise, n_steps, snr):
+    """Langevin corrector with the step size set by a signal-to-noise ratio:
+
+        eps_i = 2 alpha (snr ||z|| / ||score||)^2,   x <- x + eps_i score + sqrt(2 eps_i) z,
+
+    with the norms taken *per sample* (over all non-batch dimensions), so a
+    sample's trajectory never depends on its batch-mates.
+    """
+    alpha = langevin_alpha(sde, t, dt)
+    mean = x
+    for _ in range(n_steps):
+        score = score_fn(x, t)
+        z = noise.randn()
+        score_norm = batch_sum(score ** 2).sqrt()
+        z_norm = batch_sum(z ** 2).sqrt()
+        step = 2 * alpha * (snr * z_norm / score_norm.clamp_min(torch.finfo(x.dtype).tiny)) ** 2
+        mean = x + expand_as_batch(step, x) * score
+        x = mean + expand_as_batch(torch.sqrt(2 * step), x) * z
+    return x, mean
+
+
+def annealed_langevin(sde, score_fn, x, t, dt, noise, n_steps, step_size, eps):
+    """Annealed Langevin dynamics of Song & Ermon (2019, Algorithm 1):
+
+        a_i = step_size * s(t)^2 / s(eps)^2,   x <- x + a_i / 2 score + sqrt(a_i) z,
+
+    with s(t) the marginal std of the SDE (sigma_i for VE) and s(eps) the
+    smallest level sigma_L, so `step_size` is NCSN's epsilon.
+    """
+    _, s = sde.marginal_coeffs(t)
+    _, s_min = sde.marginal_coeffs(torch.full_like(t, eps))
+    a = step_size * (s / s_min) ** 2
+    mean = x
+    for _ in range(n_steps):
+        score = score_fn(x, t)
+        mean = x + expand_as_batch(a / 2, x) * score
+        x = mean + expand_as_batch(torch.sqrt(a), x) * noise.randn()
+    return x, mean
+
+
+def none(sde, score_fn, x, t, dt, noise, n_steps, **_):
+    """No corrector."""
+    return x, x
+
+
+CORRECTORS = {"langevin": langevin, "annealed_langevin": annealed_langevin, "none": none}
