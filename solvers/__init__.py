@@ -5,9 +5,10 @@
 from ._common import CountedScore, SampleInfo
 from .correctors import CORRECTORS
 from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
+from .metrics import sliced_wasserstein
 from .ode import decode, encode
 from .predictors import PREDICTORS
 from .sampling import SAMPLERS, sample
 
 __all__ = ["sample", "log_likelihood", "bits_per_dim", "encode", "decode", "SampleInfo",
-           "LikelihoodResult", "CountedScore", "SAMPLERS", "PREDICTORS", "CORRECTORS"]
+           "LikelihoodResult", "CountedScore", "sliced_wasserstein", "SAMPLERS", "PREDICTORS", "CORRECTORS"]

@@ -109,6 +109,7 @@ def sample(sde, score_fn, shape, sampler: str = "euler_maruyama", *, eps: Option
         x = run(sde, counted, x, eps, noise, info, opts, progress, return_trajectory)
         if denoise:
             x = tweedie(quiet(sde), counted, x, eps)
+    info.options = {"eps": eps, "denoise": denoise, **opts}
     info.nfe = counted.nfe
     info.seconds = timer.seconds
     return x, info
