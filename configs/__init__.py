@@ -1,0 +1,1 @@
+"""ml_collections configs: `default.py` plus one file per experiment. Pure data."""

@@ -1,0 +1,105 @@
+"""Default config: the embedded demo (`python run.py`).
+
+A 0.7M-parameter DDPM++ U-Net (channels 32, multipliers (1, 2), one residual block per
+level, attention at 4x4) trained with the continuous VP loss on sklearn's 8x8 digits,
+batch 64, 1,700 steps: about 3 minutes on 2 CPU cores. Every experiment file starts
+from `get_default_config()` and changes what differs. Any field can be overridden on
+the command line: `python run.py --config configs/x.py --config.training.n_iters=2000`.
+"""
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_default_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = data = ml_collections.ConfigDict()
+    data.dataset = "digits"      # moons | 8gaussians | checkerboard | swissroll | mixture | digits
+    #                              | fashion_mnist | folder | array
+    data.image_size = 8          # images: square size and channels (must match the data)
+    data.num_channels = 1
+    data.dim = 2                 # vector data: dimension
+    data.path = ""               # fashion_mnist (idx folder), folder (PNG/JPEG), array (.npy/.npz)
+    data.key = ""                # array key inside an .npz (default "x" or the first)
+    data.split_seed = 0          # train/test split (and toy data generation) seed
+    data.test_fraction = 0.2     # digits, folder, array
+    data.num_train = 20000       # toy sets and mixtures
+    data.num_test = 5000
+    data.noise = config_dict.placeholder(float)   # toy-set noise (None: the set's default)
+    data.mixture = ml_collections.ConfigDict(dict(
+        weights=(0.5, 0.5), means=((-2.0, 0.0), (2.0, 0.0)), stds=(0.5, 0.5)))
+
+    config.sde = sde = ml_collections.ConfigDict()
+    sde.name = "vpsde"           # vpsde | subvpsde | vesde
+    sde.beta_min = 0.1
+    sde.beta_max = 20.0
+    sde.schedule = "linear"      # VP: linear | cosine
+    sde.sigma_min = 0.01
+    sde.sigma_max = 50.0
+    sde.N = 1000
+    sde.eps = config_dict.placeholder(float)      # None: 1e-3 (VP, sub-VP), 1e-5 (VE)
+
+    config.model = model = ml_collections.ConfigDict()
+    model.name = "ddpmpp"        # ddpmpp | ncsnpp | mlp
+    model.nf = 32
+    model.ch_mult = (1, 2)
+    model.num_res_blocks = 1
+    model.attn_resolutions = (4,)
+    model.dropout = 0.0
+    model.num_groups = 32
+    model.resamp_with_conv = True
+    model.embedding_type = config_dict.placeholder(str)   # fourier | positional (None: family default)
+    model.resblock_type = config_dict.placeholder(str)    # biggan | ddpm (None: family default)
+    model.skip_rescale = config_dict.placeholder(bool)
+    model.fourier_scale = 16.0
+    model.positional_scale = 1000.0
+    model.hidden = 128           # mlp
+    model.num_blocks = 3         # mlp
+    model.embed_dim = 64         # mlp
+
+    config.training = training = ml_collections.ConfigDict()
+    training.n_iters = 1700
+    training.batch_size = 64
+    training.lr = 2e-3
+    training.warmup = 100
+    training.grad_clip = 1.0
+    training.beta1 = 0.9
+    training.adam_eps = 1e-8
+    training.weight_decay = 0.0
+    training.ema_decay = 0.999
+    training.ema_warmup = True
+    training.continuous = True
+    training.reduce_mean = False
+    training.likelihood_weighting = False
+    training.snapshot_freq = 500
+    training.keep = 3
+    training.log_freq = 50
+    training.num_threads = 2     # torch.set_num_threads in run.py (0: leave torch's default)
+    training.progress = True
+
+    config.sampling = sampling = ml_collections.ConfigDict()
+    sampling.sampler = "pc"      # any name of solvers.SAMPLERS
+    sampling.steps = 500
+    sampling.num_samples = 64
+    sampling.denoise = True
+    sampling.seed = 1
+    sampling.use_ema = True
+    # Sampler-specific keyword options (see solvers.sample), e.g. predictor, corrector, snr.
+    sampling.options = ml_collections.ConfigDict(dict(
+        predictor="reverse_diffusion", corrector="langevin", snr=0.16, corrector_steps=1))
+
+    config.eval = evaluate = ml_collections.ConfigDict()
+    evaluate.num_samples = 0     # test examples to evaluate (0: the whole test split)
+    evaluate.batch_size = 500
+    evaluate.trace = "hutchinson"  # exact | hutchinson
+    evaluate.method = "dopri5"
+    evaluate.rtol = 1e-5
+    evaluate.atol = 1e-5
+    evaluate.seed = 2
+    evaluate.use_ema = True
+    return config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    return get_default_config()

@@ -1,0 +1,98 @@
+"""Denoising score matching losses.
+
+Continuous time (Song et al. 2021, eq. 7): with t ~ U(eps, T), z ~ N(0, I) and
+x_t = m(t) x_0 + s(t) z, the conditional score is -z / s(t), and
+
+    L(theta) = E_t E_{x_0, z} [ lambda(t) || score_theta(x_t, t) + z / s(t) ||^2 ].
+
+- default weighting lambda(t) = s(t)^2:   || s(t) score_theta(x_t, t) + z ||^2
+  (for VP this is exactly || z - eps_theta ||^2 of DDPM, in continuous t);
+- `likelihood_weighting`: lambda(t) = g(t)^2 (Song et al. 2021b), which makes the loss
+  an upper bound on the negative log-likelihood (up to a constant).
+
+`reduce_mean=True` averages the squared error over the data dimensions, else it is
+summed. The result is averaged over the batch.
+
+Discrete (models trained on N fixed noise levels t_i = (i + 1) T / N, i ~ U{0..N-1}):
+- DDPM (VP): || s_i score + z ||^2 = || z - eps_theta(x_i, i) ||^2;
+- SMLD (VE): 1/2 || sigma_i score + z ||^2 (the sigma_i^2-weighted NCSN loss).
+Since VP.discretize keeps the chain's marginals equal to the SDE's, the level-i
+marginal of either chain is the SDE's marginal at t_i.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+import sde_lib
+from sde_lib import VESDE, VPSDE, expand_as_batch
+
+Tensor = torch.Tensor
+
+
+def _reduce(x: Tensor, reduce_mean: bool) -> Tensor:
+    flat = x.reshape(x.shape[0], -1)
+    return flat.mean(dim=1) if reduce_mean else flat.sum(dim=1)
+
+
+def dsm_loss_per_sample(sde: sde_lib.SDE, score_fn, x0: Tensor, t: Tensor, z: Tensor,
+                        reduce_mean: bool = False, likelihood_weighting: bool = False) -> Tensor:
+    """lambda(t) || score(x_t, t) + z / s(t) ||^2 reduced over dims, `[B]`, for given t and z."""
+    mean, std = sde.marginal_prob(x0, t)
+    xt = mean + expand_as_batch(std, x0) * z
+    score = score_fn(xt, t)
+    if likelihood_weighting:
+        g2 = sde.diffusion_coeff(t) ** 2
+        return _reduce((score + z / expand_as_batch(std, z)) ** 2, reduce_mean) * g2
+    return _reduce((score * expand_as_batch(std, z) + z) ** 2, reduce_mean)
+
+
+def continuous_dsm_loss(sde: sde_lib.SDE, score_fn, x0: Tensor, generator: Optional[torch.Generator] = None,
+                        reduce_mean: bool = False, likelihood_weighting: bool = False) -> Tensor:
+    """Monte-Carlo estimate of the continuous DSM loss on a batch x0 `[B, *dims]` (scalar)."""
+    B = x0.shape[0]
+    t = sde.eps + (sde.T - sde.eps) * torch.rand(B, generator=generator, dtype=x0.dtype, device=x0.device)
+    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    return dsm_loss_per_sample(sde, score_fn, x0, t, z, reduce_mean, likelihood_weighting).mean()
+
+
+def discrete_levels(sde: sde_lib.SDE, B: int, generator=None, dtype=torch.float32, device=None) -> Tensor:
+    """t_i = (i + 1) T / N with i ~ U{0, ..., N-1}, `[B]`."""
+    i = torch.randint(0, sde.N, (B,), generator=generator, device=device)
+    return (i + 1).to(dtype) * (sde.T / sde.N)
+
+
+def ddpm_loss(sde: VPSDE, score_fn, x0: Tensor, generator=None, reduce_mean: bool = False) -> Tensor:
+    """DDPM loss on the N discrete levels of a VP SDE (scalar)."""
+    if not isinstance(sde, VPSDE):
+        raise ValueError(f"the discrete DDPM loss needs a VPSDE, got {type(sde).__name__}")
+    t = discrete_levels(sde, x0.shape[0], generator, x0.dtype, x0.device)
+    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    return dsm_loss_per_sample(sde, score_fn, x0, t, z, reduce_mean).mean()
+
+
+def smld_loss(sde: VESDE, score_fn, x0: Tensor, generator=None, reduce_mean: bool = False) -> Tensor:
+    """SMLD/NCSN loss on the N discrete levels of a VE SDE (scalar)."""
+    if not isinstance(sde, VESDE):
+        raise ValueError(f"the discrete SMLD loss needs a VESDE, got {type(sde).__name__}")
+    t = discrete_levels(sde, x0.shape[0], generator, x0.dtype, x0.device)
+    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    return 0.5 * dsm_loss_per_sample(sde, score_fn, x0, t, z, reduce_mean).mean()
+
+
+def get_loss_fn(sde: sde_lib.SDE, continuous: bool = True, reduce_mean: bool = False,
+                likelihood_weighting: bool = False) -> Callable:
+    """`loss_fn(score_fn, x0, generator) -> scalar` for the configured objective."""
+    if continuous:
+        def loss_fn(score_fn, x0, generator=None):
+            return continuous_dsm_loss(sde, score_fn, x0, generator, reduce_mean, likelihood_weighting)
+        return loss_fn
+    if likelihood_weighting:
+        raise ValueError("likelihood_weighting applies to the continuous loss only (training.continuous=True)")
+    if isinstance(sde, VPSDE):
+        return lambda score_fn, x0, generator=None: ddpm_loss(sde, score_fn, x0, generator, reduce_mean)
+    if isinstance(sde, VESDE):
+        return lambda score_fn, x0, generator=None: smld_loss(sde, score_fn, x0, generator, reduce_mean)
+    raise ValueError(f"discrete training (training.continuous=False) supports VPSDE (DDPM) and VESDE (SMLD), "
+                     f"got {type(sde).__name__}")
