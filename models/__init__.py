@@ -40,7 +40,7 @@ register_model("ddpmpp")(_unet_builder("ddpmpp"))
 def _build_mlp(config):
     m = config.model
     return ScoreMLP(dim=config.data.dim, hidden=m.get("hidden", 128), num_blocks=m.get("num_blocks", 3),
-                    dropout=m.get("dropout", 0.0), embedding_type=m.get("embedding_type", "fourier"),
+                    dropout=m.get("dropout", 0.0), embedding_type=m.get("embedding_type", None) or "fourier",
                     embed_dim=m.get("embed_dim", 64), fourier_scale=m.get("fourier_scale", 16.0),
                     positional_scale=m.get("positional_scale", 1000.0))
 
