@@ -54,7 +54,8 @@ class Dataset:
 
 def uint8_to_model(u) -> Tensor:
     """u in {0..255} (any integer array) -> (u + 1/2) / 128 - 1, float32."""
-    u = torch.as_tensor(np.array(u)).to(torch.float32)
+    u = u.detach().clone() if torch.is_tensor(u) else torch.from_numpy(np.array(u))
+    u = u.to(torch.float32)
     return (u + 0.5) / 128.0 - 1.0
 
 
