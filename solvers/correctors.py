@@ -50,17 +50,20 @@ def langevin(sde, score_fn, x, t, dt, noise, n_steps, snr):
     return x, mean
 
 
-def annealed_langevin(sde, score_fn, x, t, dt, noise, n_steps, step_size, eps):
+def annealed_langevin(sde, score_fn, x, t, dt, noise, n_steps, step_size):
     """Annealed Langevin dynamics of Song & Ermon (2019, Algorithm 1):
 
-        a_i = step_size * s(t)^2 / s(eps)^2,   x <- x + a_i / 2 score + sqrt(a_i) z,
+        a_i = step_size * s(t)^2,   x <- x + a_i / 2 score + sqrt(a_i) z,
 
-    with s(t) the marginal std of the SDE (sigma_i for VE) and s(eps) the
-    smallest level sigma_L, so `step_size` is NCSN's epsilon.
+    with s(t) the marginal std of the SDE (sigma_i for VE). NCSN writes
+    a_i = epsilon sigma_i^2 / sigma_L^2; `step_size` = epsilon / sigma_L^2 is the
+    same schedule made independent of the smallest level (NCSN on CIFAR-10:
+    epsilon = 2e-5, sigma_L = 0.01, i.e. step_size = 0.2). Being relative to
+    the noise variance, the same value works for VP, sub-VP (whose s(eps) is
+    ~1e-4, not 1e-2) and VE.
     """
     _, s = sde.marginal_coeffs(t)
-    _, s_min = sde.marginal_coeffs(torch.full_like(t, eps))
-    a = step_size * (s / s_min) ** 2
+    a = step_size * s ** 2
     mean = x
     for _ in range(n_steps):
         score = score_fn(x, t)

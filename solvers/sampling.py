@@ -22,10 +22,10 @@ from .predictors import PREDICTORS
 _OPTIONS = {
     "euler_maruyama": {"steps": None},
     "pc": {"steps": None, "predictor": "reverse_diffusion", "corrector": "langevin", "snr": 0.16,
-           "corrector_steps": 1, "step_size": 2e-5},
+           "corrector_steps": 1, "step_size": 0.2},
     "ancestral": {"steps": None},
     "reverse_diffusion": {"steps": None},
-    "annealed_langevin": {"steps": None, "corrector_steps": 1, "step_size": 2e-5},
+    "annealed_langevin": {"steps": None, "corrector_steps": 1, "step_size": 0.2},
     "ddim": {"steps": None},
     "heun": {"steps": None},
     "ode": {"method": "dopri5", "rtol": 1e-5, "atol": 1e-5, "steps": None},
@@ -172,7 +172,7 @@ def _run_pc(sde, score, x, eps, noise, info, opts, progress, return_trajectory):
         ckw = {"snr": float(opts["snr"])}
     elif corrector == "annealed_langevin":
         check_positive("step_size", opts["step_size"])
-        ckw = {"step_size": float(opts["step_size"]), "eps": eps}
+        ckw = {"step_size": float(opts["step_size"])}
     else:
         ckw = {}
     qsde = quiet(sde)
@@ -196,7 +196,7 @@ def _run_fixed_pc(predictor, corrector):
         o.setdefault("corrector", corrector)
         o.setdefault("snr", 0.16)
         o.setdefault("corrector_steps", 1)
-        o.setdefault("step_size", 2e-5)
+        o.setdefault("step_size", 0.2)
         x = _run_pc(sde, score, x, eps, noise, info, o, progress, return_trajectory)
         opts.update(o)
         return x
