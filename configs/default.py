@@ -85,9 +85,14 @@ def get_default_config() -> ml_collections.ConfigDict:
     sampling.denoise = True
     sampling.seed = 1
     sampling.use_ema = True
-    # Sampler-specific keyword options (see solvers.sample), e.g. predictor, corrector, snr.
+    # Keyword options per sampler name (see solvers.sample); only the block of the chosen
+    # sampler is used, e.g. --config.sampling.sampler=ode --config.sampling.options.ode.rtol=1e-3.
     sampling.options = ml_collections.ConfigDict(dict(
-        predictor="reverse_diffusion", corrector="langevin", snr=0.16, corrector_steps=1))
+        pc=dict(predictor="reverse_diffusion", corrector="langevin", snr=0.16, corrector_steps=1),
+        annealed_langevin=dict(corrector_steps=1, step_size=2e-5),
+        ode=dict(method="dopri5", rtol=1e-5, atol=1e-5),
+        sde=dict(method="euler"),
+    ))
 
     config.eval = evaluate = ml_collections.ConfigDict()
     evaluate.num_samples = 0     # test examples to evaluate (0: the whole test split)
