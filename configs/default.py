@@ -99,8 +99,10 @@ def get_default_config() -> ml_collections.ConfigDict:
     evaluate.batch_size = 500
     evaluate.trace = "hutchinson"  # exact | hutchinson
     evaluate.method = "dopri5"
-    evaluate.rtol = 1e-5
-    evaluate.atol = 1e-5
+    # 1e-4 (not 1e-5): on the demo model the test bits/dim agree to 1e-4 (4.8078 vs 4.8077)
+    # at 122 instead of 278 score evaluations.
+    evaluate.rtol = 1e-4
+    evaluate.atol = 1e-4
     evaluate.seed = 2
     evaluate.use_ema = True
     return config
