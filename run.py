@@ -65,12 +65,20 @@ def apply_override(config, dotted: str, text: str) -> None:
     """Set config.<dotted> from its command-line text, keeping the field's type."""
     import ml_collections
     keys = dotted.split(".")
+    # sampling.options.<sampler>.<option> blocks are free-form keyword arguments of
+    # solvers.sample: new samplers and options may be added from the command line.
+    free_form = keys[:2] == ["sampling", "options"] and len(keys) == 4
     node = config
     for i, k in enumerate(keys[:-1]):
+        if free_form and isinstance(node, ml_collections.ConfigDict) and k not in node and i == 2:
+            node[k] = ml_collections.ConfigDict()
         if not isinstance(node, ml_collections.ConfigDict) or k not in node:
             raise ValueError(f"unknown config field 'config.{'.'.join(keys[:i + 1])}'")
         node = node[k]
     last = keys[-1]
+    if free_form and isinstance(node, ml_collections.ConfigDict) and last not in node:
+        node[last] = _parse_value(text)
+        return
     if not isinstance(node, ml_collections.ConfigDict) or last not in node:
         where = ".".join(keys[:-1])
         valid = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []

@@ -30,6 +30,12 @@ def test_toy_train_sample_eval(tmp_path):
     samples = np.load(os.path.join(wd, "samples.npz"))["samples"]
     assert samples.shape == (64, 2)
     assert os.path.getsize(os.path.join(wd, "samples.png")) > 1000
+    # per-sampler option blocks accept new options from the command line
+    assert run.main(["--config", TOY, "--workdir", wd, "--mode", "sample"] + TINY_TOY +
+                    ["--config.sampling.sampler=ode", "--config.sampling.options.ode.method=euler",
+                     "--config.sampling.options.ode.steps=4"]) == 0
+    info = json.load(open(os.path.join(wd, "sample.json")))
+    assert info["sampler"] == "ode" and info["options"]["steps"] == 4 and info["nfe"] == 4 + 1
     assert run.main(["--config", TOY, "--workdir", wd, "--mode", "eval"] + TINY_TOY) == 0
     ev = json.load(open(os.path.join(wd, "eval.json")))
     assert ev["num_examples"] == 16 and ev["trace"] == "exact" and np.isfinite(ev["bits_per_dim"])
