@@ -89,7 +89,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     # sampler is used, e.g. --config.sampling.sampler=ode --config.sampling.options.ode.rtol=1e-3.
     sampling.options = ml_collections.ConfigDict(dict(
         pc=dict(predictor="reverse_diffusion", corrector="langevin", snr=0.16, corrector_steps=1),
-        annealed_langevin=dict(corrector_steps=1, step_size=2e-5),
+        annealed_langevin=dict(corrector_steps=1),   # step_size: the solver default
         ode=dict(method="dopri5", rtol=1e-5, atol=1e-5),
         sde=dict(method="euler"),
     ))
