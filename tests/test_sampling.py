@@ -263,18 +263,20 @@ def test_ode_never_leaves_eps_T(gm4):
     assert min(seen) < sde.eps
 
 
+# Every predictor with every corrector on every SDE. Corrector-only sampling is run as
+# NCSN's sampler (annealed Langevin on VE): on VP/sub-VP, and with the snr-rule Langevin,
+# it converges too slowly to pass the same bar at a test's budget (measured, 32-D mixture,
+# 100 levels x 20 steps: sliced W1 2.0x (VP) and 3.2x (sub-VP) the true-sample floor).
+PC_CASES = [(p, c, s) for s in SDES for p in ["reverse_diffusion", "ancestral", "euler_maruyama"]
+            for c in ["langevin", "annealed_langevin", "none"]] + [("none", "annealed_langevin", "ve")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sde_name", list(SDES))
-@pytest.mark.parametrize("predictor", ["reverse_diffusion", "ancestral", "euler_maruyama", "none"])
-@pytest.mark.parametrize("corrector", ["langevin", "annealed_langevin", "none"])
+@pytest.mark.parametrize("predictor, corrector, sde_name", PC_CASES)
 def test_slow_all_pc_pairs_images(predictor, corrector, sde_name, gm32):
     """Every predictor/corrector pair on every SDE, image-shaped [B, 2, 4, 4], more steps."""
-    if predictor == "none" and corrector == "none":
-        pytest.skip("nothing to run")
     sde = SDES[sde_name]()
     steps, corr = (400, 5) if predictor == "none" else (300, 1)
-    if predictor == "none" and (sde_name != "ve" or corrector == "langevin"):
-        pytest.skip("corrector-only sampling is NCSN's VE sampler (annealed Langevin)")
     x, info = sample(sde, gm32.score_fn(sde), (2000, 2, 4, 4), "pc", predictor=predictor, corrector=corrector,
                      snr=0.1, step_size=0.1, steps=steps, corrector_steps=corr,
                      generator=torch.Generator().manual_seed(1), dtype=torch.float64)
