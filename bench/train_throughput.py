@@ -98,6 +98,7 @@ def main():
         "statistic": "median over repeats (alternating bare / train runs)",
         "bare_steps_per_s": statistics.median(bare), "train_steps_per_s": statistics.median(framework),
         "ratio_train_over_bare": statistics.median(framework) / statistics.median(bare),
+        "median_pairwise_ratio": statistics.median(f / b for f, b in zip(framework, bare)),
         "all_bare": bare, "all_train": framework,
         "torch": torch.__version__, "machine": platform.machine(), "cpus": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),

@@ -164,16 +164,19 @@ def bits_per_dim(logp: Tensor, x_shape: Union[Sequence[int], int], n_bits: int =
 
     Args:
         logp:       `[B]` log p_x(x) in nats (e.g. `log_likelihood(...).logp`).
-        x_shape:    the data's shape `(B, *dims)` (or `dims`, or D itself).
+        x_shape:    the batch's shape `(B, *dims)` (e.g. `x.shape`), or the integer D.
         n_bits:     bits per value of the discrete data (8).
         data_range: "[-1,1]", "[0,1]", or a pair (lo, hi).
     Returns: `[B]` bits per dimension.
     """
-    if isinstance(x_shape, int):
+    if isinstance(x_shape, int) and not isinstance(x_shape, bool):
         D = x_shape
     else:
         dims = tuple(x_shape)
-        D = math.prod(dims[1:]) if len(dims) > 1 else math.prod(dims)
+        if len(dims) < 2:
+            # a bare `dims` tuple would be ambiguous with (B, *dims): (3, 32, 32) is not 32*32 dims
+            raise ValueError(f"x_shape must be the batch shape (B, *dims) or the integer D, got {x_shape!r}")
+        D = math.prod(dims[1:])
     if D <= 0:
         raise ValueError(f"x_shape must give D > 0 dimensions, got {x_shape!r}")
     if isinstance(n_bits, bool) or not isinstance(n_bits, int) or n_bits <= 0:

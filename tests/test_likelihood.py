@@ -129,3 +129,11 @@ def test_likelihood_bad_input(gm3):
         log_likelihood(sde, sf, x[:2], eps=2.0)
     with pytest.raises(ValueError, match="data_range"):
         bits_per_dim(torch.zeros(2), (2, 3), data_range="[0,255]")
+
+
+def test_bits_per_dim_refuses_an_ambiguous_shape():
+    """A bare (D,) tuple could be (B,) or (D,): only (B, *dims) or an int D are accepted."""
+    with pytest.raises(ValueError, match=r"\(B, \*dims\)"):
+        bits_per_dim(torch.zeros(2), (64,))
+    assert bits_per_dim(torch.zeros(2), 64).shape == (2,)
+    torch.testing.assert_close(bits_per_dim(torch.zeros(2), (2, 3, 4, 4)), bits_per_dim(torch.zeros(2), 48))
