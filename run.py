@@ -11,6 +11,9 @@ Modes:
   sample  draws config.sampling.num_samples samples with config.sampling.sampler (options from
           config.sampling.options.<sampler>); writes samples.npz, samples.png, sample.json
   eval    bits/dim of the test split under the probability-flow ODE (config.eval); writes eval.json
+  compare every sampler of config.compare.samplers at every budget (steps, or tolerances for the
+          adaptive ODE) on the trained model: nfe, seconds and sliced W1 to the test split, plus the
+          data's own floor; for `mixture` data also with the exact score; writes compare.json, compare.png
   all     train, then sample, then eval (what `python run.py` with no arguments does)
 
 Any config field can be overridden: --config.training.n_iters=2000 (or "--config.training.n_iters 2000").
@@ -29,7 +32,7 @@ import time
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 DEFAULT_WORKDIR = os.path.join("runs", "demo")
-MODES = ("train", "sample", "eval", "all")
+MODES = ("train", "sample", "eval", "compare", "all")
 
 
 # ---- config loading and overrides ------------------------------------------------------------
@@ -149,6 +152,19 @@ def validate_config(config) -> None:
         if not isinstance(v, int) or v < 0 or (name == "sampling.num_samples" and v == 0):
             raise ValueError(f"config.{name} must be a {'positive' if name.startswith('sampling') else 'non-negative'}"
                              f" int, got {v!r}")
+    cmp = config.compare
+    for name in cmp.samplers:
+        if name not in solvers.SAMPLERS:
+            raise ValueError(f"unknown sampler {name!r} in config.compare.samplers; "
+                             f"expected names from {list(solvers.SAMPLERS)}")
+    for v in cmp.steps:
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"config.compare.steps must hold positive ints, got {v!r}")
+    for v in cmp.tolerances:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+            raise ValueError(f"config.compare.tolerances must hold numbers > 0, got {v!r}")
+    if not isinstance(cmp.num_samples, int) or cmp.num_samples < 2:
+        raise ValueError(f"config.compare.num_samples must be an int >= 2, got {cmp.num_samples!r}")
     if config.training.num_threads < 0:
         raise ValueError(f"config.training.num_threads must be >= 0 (0: torch default), "
                          f"got {config.training.num_threads!r}")
@@ -303,6 +319,90 @@ def run_eval(config, workdir):
     return report
 
 
+def compare_budgets(config, name):
+    """The (label, options) runs of sampler `name` in compare mode: one per grid size, or one
+    per tolerance for the adaptive ODE. Options start from config.sampling.options.<name>."""
+    import solvers
+    base = dict(config.sampling.options.get(name, {}) or {})
+    c = config.compare
+    if name == "ode" and base.get("method", "dopri5") not in solvers.FIXED_ODE_METHODS:
+        return [({"tol": tol}, {**base, "rtol": tol, "atol": tol}) for tol in c.tolerances]
+    return [({"steps": n}, {**base, "steps": n}) for n in c.steps]
+
+
+def run_compare(config, workdir):
+    """Sampler comparison on the trained model (and, for mixture data, on the exact score)."""
+    import torch
+    import models
+    import sde_lib
+    import solvers
+    from training import restore_model
+    from training.data import get_dataset, mixture_distribution
+
+    sde = sde_lib.get_sde(config)
+    c = config.compare
+    model, step, ckpt = restore_model(config, workdir, use_ema=c.use_ema)
+    ds = get_dataset(config)
+    n = min(c.num_samples, ds.test.shape[0], ds.train.shape[0])
+    ref = ds.test[:n].double()
+    proj = lambda: torch.Generator().manual_seed(c.seed + 1)   # the same directions for every row
+    floor = solvers.sliced_wasserstein(ds.train[:n], ref, generator=proj())
+    score_fns = [("model", models.get_score_fn(sde, model))]
+    if ds.name == "mixture":
+        m = config.data.mixture
+        score_fns.append(("exact", mixture_distribution(m.weights, m.means, m.stds).score_fn(sde)))
+    shape = (n, *data_shape(model))
+    rows = []
+    for score_name, score_fn in score_fns:
+        for name in c.samplers:
+            for budget, options in compare_budgets(config, name):
+                gen = torch.Generator().manual_seed(c.seed)
+                x, info = solvers.sample(sde, score_fn, shape, sampler=name, generator=gen,
+                                         denoise=config.sampling.denoise, **options)
+                finite = bool(torch.isfinite(x).all())
+                sw = solvers.sliced_wasserstein(x, ref, generator=proj()) if finite else float("nan")
+                rows.append({"score": score_name, "sampler": name, **budget, "nfe": info.nfe,
+                             "seconds": round(info.seconds, 4), "sliced_w1": sw, "finite": finite})
+                print(f"{score_name:5s} {name:16s} {budget} nfe={info.nfe:5d} sliced W1={sw:.4f} "
+                      f"({info.seconds:.2f}s)")
+    report = {"dataset": ds.name, "reference": f"test split, first {n}", "num_samples": n,
+              "metric": "sliced Wasserstein-1 (256 directions) to the reference",
+              "floor": floor, "floor_meaning": f"sliced W1 between {n} training and {n} test examples",
+              "denoise": config.sampling.denoise, "checkpoint": ckpt, "step": step, "use_ema": c.use_ema,
+              "results": rows}
+    with open(os.path.join(workdir, "compare.json"), "w") as f:
+        json.dump(_json_safe(report), f, indent=2)
+    figure = os.path.join(workdir, "compare.png")
+    save_compare_plot(report, figure)
+    print(f"compared {len(rows)} runs (data floor {floor:.4f}): {os.path.join(workdir, 'compare.json')}, {figure}")
+    return report
+
+
+def save_compare_plot(report, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    groups = {}
+    for r in report["results"]:
+        groups.setdefault((r["score"], r["sampler"]), []).append(r)
+    colours = {}
+    for (score, name), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["nfe"])
+        colour = colours.setdefault(name, f"C{len(colours) % 10}")
+        ax.plot([r["nfe"] for r in rs], [r["sliced_w1"] for r in rs], marker="o", color=colour,
+                linestyle="-" if score == "model" else "--", label=f"{name} ({score} score)")
+    ax.axhline(report["floor"], color="k", linewidth=0.8, linestyle=":", label="data floor")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("score evaluations (NFE)")
+    ax.set_ylabel("sliced W1 to test split")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -324,6 +424,8 @@ def main(argv=None) -> int:
             run_sample(config, args.workdir)
         if args.mode in ("eval", "all"):
             run_eval(config, args.workdir)
+        if args.mode == "compare":
+            run_compare(config, args.workdir)
         if args.mode == "all":
             print(f"done in {time.time() - t0:.0f}s; outputs in {os.path.abspath(args.workdir)}: checkpoints/, "
                   f"metrics.jsonl, samples.npz, samples.png, sample.json, eval.json")

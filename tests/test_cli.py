@@ -92,3 +92,33 @@ def test_subprocess_error_has_no_traceback(tmp_path):
                         "--config.sde.name=foo"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 2
     assert p.stderr.startswith("error: unknown SDE name 'foo'") and "Traceback" not in p.stderr
+
+
+def test_compare_mode_on_a_mixture_with_the_exact_score(tmp_path):
+    """compare runs every sampler at every budget; on mixture data it adds the exact score, whose
+    samples (discretisation error only) beat a barely trained network's by far."""
+    wd = str(tmp_path / "mix")
+    cfg = os.path.join(ROOT, "configs", "toy_mixture_vp_mlp.py")
+    args = ["--config", cfg, "--workdir", wd] + TINY_TOY + [
+        "--config.compare.samplers=('euler_maruyama', 'ode')", "--config.compare.steps=(5, 20)",
+        "--config.compare.tolerances=(1e-3,)", "--config.compare.num_samples=50"]
+    assert run.main(args + ["--mode", "train"]) == 0
+    assert run.main(args + ["--mode", "compare"]) == 0
+    report = json.load(open(os.path.join(wd, "compare.json")))
+    rows = report["results"]
+    assert [(r["score"], r["sampler"]) for r in rows] == [
+        ("model", "euler_maruyama")] * 2 + [("model", "ode")] + [("exact", "euler_maruyama")] * 2 + [("exact", "ode")]
+    em = [r for r in rows if r["sampler"] == "euler_maruyama"]
+    assert [r["steps"] for r in em] == [5, 20, 5, 20] and [r["nfe"] for r in em] == [6, 21, 6, 21]  # + denoise
+    assert all(r["finite"] and r["sliced_w1"] > 0 for r in rows) and report["floor"] > 0
+    exact_best = min(r["sliced_w1"] for r in rows if r["score"] == "exact")
+    model_best = min(r["sliced_w1"] for r in rows if r["score"] == "model")
+    assert exact_best < 0.5 * model_best
+    assert exact_best < 3 * report["floor"]
+    assert os.path.getsize(os.path.join(wd, "compare.png")) > 1000
+
+
+def test_compare_refuses_unknown_sampler(tmp_path, capsys):
+    assert run.main(["--workdir", str(tmp_path), "--mode", "compare",
+                     "--config.compare.samplers=('euler_maruyama', 'leapfrog')"]) == 2
+    assert "leapfrog" in capsys.readouterr().err

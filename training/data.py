@@ -105,8 +105,10 @@ def toy_2d(name: str, n: int, generator: torch.Generator, noise: Optional[float]
     return pts
 
 
-def mixture_samples(weights, means, stds, n: int, generator: torch.Generator) -> Tensor:
-    """n draws from sum_k w_k N(mu_k, diag(std_k^2)); stds are `[K]` or `[K, D]`. `[n, D]`."""
+def mixture_distribution(weights, means, stds):
+    """The `models.GaussianMixture` sum_k w_k N(mu_k, diag(std_k^2)) of a `data.mixture` config block;
+    stds are `[K]` or `[K, D]`. Its `score_fn(sde)` is the exact score of the data under any SDE."""
+    from models.analytic import GaussianMixture
     w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
     mu = torch.as_tensor(np.asarray(means, dtype=np.float64))
     sd = torch.as_tensor(np.asarray(stds, dtype=np.float64))
@@ -119,9 +121,12 @@ def mixture_samples(weights, means, stds, n: int, generator: torch.Generator) ->
         raise ValueError(f"mixture stds must be [K] or [K, D] = {tuple(mu.shape)}, got {tuple(sd.shape)}")
     if (w < 0).any() or w.sum() <= 0 or not torch.isfinite(mu).all() or (sd < 0).any():
         raise ValueError("mixture weights must be >= 0 with a positive sum, means finite, stds >= 0")
-    k = torch.multinomial(w / w.sum(), n, replacement=True, generator=generator)
-    z = torch.randn(n, mu.shape[1], generator=generator, dtype=torch.float64)
-    return (mu[k] + sd[k] * z).float()
+    return GaussianMixture(w, mu, sd ** 2, dtype=torch.float64)
+
+
+def mixture_samples(weights, means, stds, n: int, generator: torch.Generator) -> Tensor:
+    """n draws from sum_k w_k N(mu_k, diag(std_k^2)); stds are `[K]` or `[K, D]`. `[n, D]` float32."""
+    return mixture_distribution(weights, means, stds).sample(n, generator=generator).float()
 
 
 # ---- image sources ------------------------------------------------------------------------------
