@@ -229,19 +229,24 @@ def run_train(config, workdir):
     return state
 
 
+def restored_score_fn(config, workdir, use_ema):
+    """(sde, model, score_fn, step, checkpoint) of the latest checkpoint in `workdir`."""
+    import models
+    import sde_lib
+    from training import restore_model
+    sde = sde_lib.get_sde(config)
+    model, step, ckpt = restore_model(config, workdir, use_ema=use_ema)
+    return sde, model, models.get_score_fn(sde, model), step, ckpt
+
+
 def run_sample(config, workdir):
     import numpy as np
     import torch
-    import models
-    import sde_lib
     import solvers
-    from training import restore_model
     from training.data import get_dataset, model_to_uint8
 
-    sde = sde_lib.get_sde(config)
     s = config.sampling
-    model, step, ckpt = restore_model(config, workdir, use_ema=s.use_ema)
-    score_fn = models.get_score_fn(sde, model)
+    sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, s.use_ema)
     options = dict(s.options.get(s.sampler, {}) or {})
     if s.sampler != "ode" and "steps" not in options:
         options["steps"] = s.steps
@@ -277,16 +282,11 @@ def run_sample(config, workdir):
 
 def run_eval(config, workdir):
     import torch
-    import models
-    import sde_lib
     import solvers
-    from training import restore_model
     from training.data import dequantize, get_dataset
 
-    sde = sde_lib.get_sde(config)
     e = config.eval
-    model, step, ckpt = restore_model(config, workdir, use_ema=e.use_ema)
-    score_fn = models.get_score_fn(sde, model)
+    sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, e.use_ema)
     ds = get_dataset(config)
     x = ds.test if e.num_samples == 0 else ds.test[:e.num_samples]
     gen = torch.Generator().manual_seed(e.seed)
@@ -333,21 +333,17 @@ def compare_budgets(config, name):
 def run_compare(config, workdir):
     """Sampler comparison on the trained model (and, for mixture data, on the exact score)."""
     import torch
-    import models
-    import sde_lib
     import solvers
-    from training import restore_model
     from training.data import get_dataset, mixture_distribution
 
-    sde = sde_lib.get_sde(config)
     c = config.compare
-    model, step, ckpt = restore_model(config, workdir, use_ema=c.use_ema)
+    sde, model, model_score_fn, step, ckpt = restored_score_fn(config, workdir, c.use_ema)
     ds = get_dataset(config)
     n = min(c.num_samples, ds.test.shape[0], ds.train.shape[0])
     ref = ds.test[:n].double()
     proj = lambda: torch.Generator().manual_seed(c.seed + 1)   # the same directions for every row
     floor = solvers.sliced_wasserstein(ds.train[:n], ref, generator=proj())
-    score_fns = [("model", models.get_score_fn(sde, model))]
+    score_fns = [("model", model_score_fn)]
     if ds.name == "mixture":
         m = config.data.mixture
         score_fns.append(("exact", mixture_distribution(m.weights, m.means, m.stds).score_fn(sde)))
