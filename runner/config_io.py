@@ -1,0 +1,111 @@
+"""Config files, `--config.a.b=v` overrides typed by the existing field, and early validation."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+
+
+def load_config(path: str):
+    if not os.path.isfile(path):
+        raise ValueError(f"config file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location("_scoresde_config", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise ValueError(f"cannot load config {path!r}: {type(e).__name__}: {e}") from None
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"config file {path!r} defines no get_config()")
+    return module.get_config()
+
+
+def _parse_value(text: str):
+    """Python literal if it parses as one (numbers, tuples, True/None), else the raw string."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def apply_override(config, dotted: str, text: str) -> None:
+    """Set config.<dotted> from its command-line text, keeping the field's type."""
+    import ml_collections
+    keys = dotted.split(".")
+    # sampling.options.<sampler>.<option> blocks are free-form keyword arguments of
+    # solvers.sample: new samplers and options may be added from the command line.
+    free_form = keys[:2] == ["sampling", "options"] and len(keys) == 4
+    node = config
+    for i, k in enumerate(keys[:-1]):
+        if free_form and isinstance(node, ml_collections.ConfigDict) and k not in node and i == 2:
+            node[k] = ml_collections.ConfigDict()
+        if not isinstance(node, ml_collections.ConfigDict) or k not in node:
+            raise ValueError(f"unknown config field 'config.{'.'.join(keys[:i + 1])}'")
+        node = node[k]
+    last = keys[-1]
+    if free_form and isinstance(node, ml_collections.ConfigDict) and last not in node:
+        node[last] = _parse_value(text)
+        return
+    if not isinstance(node, ml_collections.ConfigDict) or last not in node:
+        where = ".".join(keys[:-1])
+        valid = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+        raise ValueError(f"unknown config field 'config.{dotted}'" + (f"; fields of config.{where}: {valid}"
+                                                                         if where else ""))
+    value = _parse_value(text)
+    current = node[last]
+    if isinstance(current, str) and not isinstance(value, str):
+        value = text          # e.g. --config.data.path=123 stays a string
+    if isinstance(current, tuple) and isinstance(value, (int, float)):
+        value = (value,)
+    if isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    try:
+        node[last] = value
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"bad value {text!r} for config.{dotted} (currently {current!r}): {e}") from None
+
+
+def validate_config(config) -> None:
+    """Fail early, with one message, on names and values that would fail later."""
+    import models
+    import sde_lib
+    import solvers
+    from training.data import DATASETS
+    sde_lib.get_sde(config)
+    if config.model.name not in models.model_names():
+        raise ValueError(f"unknown model name {config.model.name!r}; expected one of {models.model_names()}")
+    if config.data.dataset not in DATASETS:
+        raise ValueError(f"unknown data set {config.data.dataset!r}; expected one of {list(DATASETS)}")
+    if config.sampling.sampler not in solvers.SAMPLERS:
+        raise ValueError(f"unknown sampler {config.sampling.sampler!r}; expected one of {list(solvers.SAMPLERS)}")
+    if config.eval.trace not in ("exact", "hutchinson"):
+        raise ValueError(f"unknown eval.trace {config.eval.trace!r}; expected one of ['exact', 'hutchinson']")
+    for name in ("training.n_iters", "sampling.num_samples", "eval.num_samples"):
+        section, field = name.split(".")
+        v = config[section][field]
+        if not isinstance(v, int) or v < 0 or (name == "sampling.num_samples" and v == 0):
+            raise ValueError(f"config.{name} must be a {'positive' if name.startswith('sampling') else 'non-negative'}"
+                             f" int, got {v!r}")
+    cmp = config.compare
+    for name in cmp.samplers:
+        if name not in solvers.SAMPLERS:
+            raise ValueError(f"unknown sampler {name!r} in config.compare.samplers; "
+                             f"expected names from {list(solvers.SAMPLERS)}")
+    for v in cmp.steps:
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"config.compare.steps must hold positive ints, got {v!r}")
+    for v in cmp.tolerances:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+            raise ValueError(f"config.compare.tolerances must hold numbers > 0, got {v!r}")
+    if not isinstance(cmp.num_samples, int) or cmp.num_samples < 2:
+        raise ValueError(f"config.compare.num_samples must be an int >= 2, got {cmp.num_samples!r}")
+    if config.training.num_threads < 0:
+        raise ValueError(f"config.training.num_threads must be >= 0 (0: torch default), "
+                         f"got {config.training.num_threads!r}")

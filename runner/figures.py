@@ -1,0 +1,60 @@
+"""Figures written by the modes: image grids, scatter plots, the compare plot."""
+from __future__ import annotations
+
+import math
+
+
+def save_image_grid(images_uint8, path: str, scale: int = 0) -> None:
+    """uint8 `[N, C, H, W]` -> one PNG grid (ceil(sqrt N) columns, 1-pixel gaps), upscaled to >= 256 px."""
+    import numpy as np
+    from PIL import Image
+    x = images_uint8.numpy() if hasattr(images_uint8, "numpy") else images_uint8
+    n, c, h, w = x.shape
+    cols = int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 255, dtype=np.uint8)
+    for i in range(n):
+        r, q = divmod(i, cols)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = x[i].transpose(1, 2, 0)
+    img = Image.fromarray(grid[:, :, 0] if c == 1 else grid)
+    scale = scale or max(1, 256 // max(grid.shape[:2]) + 1)
+    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(path)
+
+
+def save_scatter(samples, data, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
+    for ax, pts, title in ((axes[0], data, "data (test split)"), (axes[1], samples, "samples")):
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
+        ax.set_title(title)
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_compare_plot(report, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    groups = {}
+    for r in report["results"]:
+        groups.setdefault((r["score"], r["sampler"]), []).append(r)
+    colours = {}
+    for (score, name), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["nfe"])
+        colour = colours.setdefault(name, f"C{len(colours) % 10}")
+        ax.plot([r["nfe"] for r in rs], [r["sliced_w1"] for r in rs], marker="o", color=colour,
+                linestyle="-" if score == "model" else "--", label=f"{name} ({score} score)")
+    ax.axhline(report["floor"], color="k", linewidth=0.8, linestyle=":", label="data floor")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("score evaluations (NFE)")
+    ax.set_ylabel("sliced W1 to test split")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
