@@ -1,8 +1,11 @@
 """Samplers and likelihoods for score SDEs. Sees only an `sde` and a `score_fn`.
 
     from solvers import sample, log_likelihood, bits_per_dim, encode, decode
+    from solvers import register_sampler, SAMPLERS      # add your own sampler
+
+Importing the package registers every built-in sampler (the `samplers_*` modules).
 """
-from ._common import CountedScore, SampleInfo
+from ._common import CountedScore, NoiseSource, SampleInfo
 from .correctors import CORRECTORS
 from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
 from .metrics import sliced_wasserstein
@@ -10,7 +13,9 @@ from .ode import ADAPTIVE_METHODS as ADAPTIVE_ODE_METHODS
 from .ode import FIXED_METHODS as FIXED_ODE_METHODS
 from .ode import decode, encode
 from .predictors import PREDICTORS
-from .sampling import SAMPLERS, sample
+from .sampling import SAMPLERS, SamplerSpec, register_sampler, sample, sampler_table, unregister_sampler
+from . import samplers_pc, samplers_sigma, samplers_ext  # noqa: E402,F401  (register the built-ins)
 
-__all__ = ["FIXED_ODE_METHODS", "ADAPTIVE_ODE_METHODS", "sample", "log_likelihood", "bits_per_dim", "encode", "decode", "SampleInfo",
-           "LikelihoodResult", "CountedScore", "sliced_wasserstein", "SAMPLERS", "PREDICTORS", "CORRECTORS"]
+__all__ = ["FIXED_ODE_METHODS", "ADAPTIVE_ODE_METHODS", "sample", "log_likelihood", "bits_per_dim", "encode", "decode",
+           "SampleInfo", "LikelihoodResult", "CountedScore", "NoiseSource", "sliced_wasserstein", "SAMPLERS",
+           "SamplerSpec", "register_sampler", "unregister_sampler", "sampler_table", "PREDICTORS", "CORRECTORS"]

@@ -102,24 +102,30 @@ def time_grid(T: float, eps: float, steps: int, dtype, device) -> Tensor:
 
 
 class NoiseSource:
-    """Standard normal draws of shape `[B, *dims]` for a sampler.
+    """Standard normal draws of shape `[B, *dims]` for a sampler, on `device`.
 
     With `generator` (or none) every draw is one `torch.randn` for the whole
-    batch. With `seeds` (one int per sample), sample i has its own
-    `torch.Generator` seeded with seeds[i], so its noise, and therefore its
-    output, does not depend on the batch it is drawn in. To keep the Python
-    loop over generators off the per-step path, each generator draws a block
-    of `chunk` future draws at a time; `chunk` depends only on the per-sample
+    batch; a generator on another device than `device` (e.g. a CPU generator for
+    CUDA samples) draws on its own device and the draw is moved, so a given
+    generator gives the same noise on every device. With `seeds` (one int per
+    sample), sample i has its own CPU `torch.Generator` seeded with seeds[i], so
+    its noise, and therefore its output, does not depend on the batch it is drawn
+    in, nor on the device. To keep the Python loop over generators off the
+    per-step path, each generator draws a block of `chunk` future draws at a time
+    (moved to `device` as one tensor); `chunk` depends only on the per-sample
     size, never on B, so the streams are identical alone or in a batch.
     """
 
     def __init__(self, shape, dtype, device, generator: Optional[torch.Generator] = None,
                  seeds: Optional[Sequence[int]] = None):
         self.shape = tuple(shape)
-        self.dtype, self.device = dtype, device
+        self.dtype = dtype
+        self.device = torch.device(device) if device is not None else torch.empty(0).device
         self.generator = generator
         self.draws = 0
         self.generators = None
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         if seeds is not None:
             seeds = list(seeds)
             if len(seeds) != self.shape[0]:
@@ -130,21 +136,25 @@ class NoiseSource:
                     raise ValueError(f"seeds must be ints, got {s!r}")
             if generator is not None:
                 raise ValueError("give either generator or seeds, not both")
-            dev = torch.device(device) if device is not None else torch.device("cpu")
-            self.generators = [torch.Generator(device=dev).manual_seed(int(s)) for s in seeds]
+            self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
             per_sample = max(1, math.prod(self.shape[1:]))
             self.chunk = max(1, min(64, (1 << 16) // per_sample))
             self._buffer = None
             self._pos = self.chunk
 
+    def _randn(self, shape, generator) -> Tensor:
+        here = generator.device if generator is not None else self.device
+        z = torch.randn(shape, generator=generator, dtype=self.dtype, device=here)
+        return z if here == self.device else z.to(self.device)
+
     def randn(self) -> Tensor:
         self.draws += 1
         if self.generators is None:
-            return torch.randn(self.shape, generator=self.generator, dtype=self.dtype, device=self.device)
+            return self._randn(self.shape, self.generator)
         if self._pos == self.chunk:
             dims = self.shape[1:]
-            self._buffer = torch.stack([torch.randn((self.chunk, *dims), generator=g, dtype=self.dtype,
-                                                    device=self.device) for g in self.generators])
+            self._buffer = torch.stack([torch.randn((self.chunk, *dims), generator=g, dtype=self.dtype)
+                                        for g in self.generators]).to(self.device)
             self._pos = 0
         z = self._buffer[:, self._pos]
         self._pos += 1
@@ -152,8 +162,6 @@ class NoiseSource:
 
     def prior(self, sde) -> Tensor:
         """x_T from the prior N(0, prior_std^2 I)."""
-        if self.generators is None:
-            return sde.prior_sampling(self.shape, generator=self.generator, dtype=self.dtype, device=self.device)
         return sde.prior_std() * self.randn()
 
 

@@ -9,9 +9,13 @@ for the VP alpha below).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from sde_lib import VESDE, batch_sum, expand_as_batch
+
+from ._common import check_choice
 
 
 def langevin_alpha(sde, t, dt):
@@ -29,22 +33,40 @@ def langevin_alpha(sde, t, dt):
     return (m / m_p) ** 2
 
 
-def langevin(sde, score_fn, x, t, dt, noise, n_steps, snr):
-    """Langevin corrector with the step size set by a signal-to-noise ratio:
+LANGEVIN_NORMS = ("per_sample", "batch", "expected")
 
-        eps_i = 2 alpha (snr ||z|| / ||score||)^2,   x <- x + eps_i score + sqrt(2 eps_i) z,
 
-    with the norms taken *per sample* (over all non-batch dimensions), so a
-    sample's trajectory never depends on its batch-mates.
+def langevin(sde, score_fn, x, t, dt, noise, n_steps, snr, norm="per_sample"):
+    """Langevin corrector with the step size set by a signal-to-noise ratio
+    (Song et al. 2021, Algorithms 4 and 5):
+
+        eps_i = 2 alpha (snr r)^2,   x <- x + eps_i score + sqrt(2 eps_i) z,
+
+    where r = ||z|| / ||score|| is read in one of three ways (`norm`):
+
+    * "per_sample": both norms per sample (over all non-batch dimensions);
+    * "batch":      r = mean_b ||z_b|| / mean_b ||score_b||, one step for the whole
+                    batch, as in the reference implementation (score_sde); a sample
+                    then depends on its batch-mates, so `seeds` lose batch invariance;
+    * "expected":   ||z|| replaced by its expectation sqrt(D) (D = non-batch size),
+                    ||score|| per sample.
     """
+    check_choice("Langevin norm", norm, LANGEVIN_NORMS)
     alpha = langevin_alpha(sde, t, dt)
+    tiny = torch.finfo(x.dtype).tiny
+    D = x[0].numel()
     mean = x
     for _ in range(n_steps):
         score = score_fn(x, t)
         z = noise.randn()
         score_norm = batch_sum(score ** 2).sqrt()
-        z_norm = batch_sum(z ** 2).sqrt()
-        step = 2 * alpha * (snr * z_norm / score_norm.clamp_min(torch.finfo(x.dtype).tiny)) ** 2
+        if norm == "per_sample":
+            ratio = batch_sum(z ** 2).sqrt() / score_norm.clamp_min(tiny)
+        elif norm == "batch":
+            ratio = (batch_sum(z ** 2).sqrt().mean() / score_norm.mean().clamp_min(tiny)).expand_as(score_norm)
+        else:
+            ratio = math.sqrt(D) / score_norm.clamp_min(tiny)
+        step = 2 * alpha * (snr * ratio) ** 2
         mean = x + expand_as_batch(step, x) * score
         x = mean + expand_as_batch(torch.sqrt(2 * step), x) * z
     return x, mean

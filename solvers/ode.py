@@ -117,11 +117,19 @@ def encode(sde, score_fn, x, eps=None, method="dopri5", rtol=1e-5, atol=1e-5, st
 def decode(sde, score_fn, z, eps=None, method="dopri5", rtol=1e-5, atol=1e-5, steps=None):
     """Map a latent z at time T back to data at time eps along the probability-flow ODE.
 
-    Returns (x, info); equals `sample(..., sampler="ode", x_T=z)`.
+    Returns (x, info); equals `sample(..., sampler="ode", x_T=z)` (the same integration).
     """
-    from .sampling import sample
+    from ._common import CountedScore, SampleInfo, Timer, check_eps
+    eps = check_eps(sde, eps)
     _check_finite("z", z)
-    return sample(sde, score_fn, None, "ode", x_T=z, eps=eps, method=method, rtol=rtol, atol=atol, steps=steps)
+    counted = CountedScore(score_fn)
+    with Timer() as timer, torch.no_grad():
+        ys, _, guard = odeint_flow(sde, counted, z, sde.T, eps, method, rtol, atol,
+                                   steps=sde.N if steps is None else steps)
+    info = SampleInfo("decode", nfe=counted.nfe, steps=steps or 0, seconds=timer.seconds,
+                      options={"method": method, "rtol": rtol, "atol": atol, "eps": eps},
+                      extra={"clamped": guard.n_clamped})
+    return ys[-1], info
 
 
 def _check_finite(name, x):

@@ -1,38 +1,136 @@
-"""`sample`: every sampler behind one entry point.
+"""`sample`: every sampler behind one entry point, and the registry that defines them.
 
-All samplers integrate from T down to eps on the uniform grid
-t_i = T - i (T - eps) / steps, i = 0..steps, unless they are adaptive
-(`ode` with an adaptive method, `sde` with `adaptive=True`).
+A sampler is one function plus one `register_sampler` call that declares its
+options and their defaults; there is no other table. `sample()` does for every
+registered sampler, a researcher's own included, the same things: argument
+checks, the time grid, the prior draw or `x_T`, noise streams (`generator` or
+per-sample `seeds`), NFE counting, `progress`, `return_trajectory`, `denoise`
+and the `SampleInfo` report.
+
+Two kinds of sampler function:
+
+* fixed-grid (registered with `schedule="uniform" | "logsnr" | "quadratic" | "karras"`,
+  the default grid its paper recommends):
+
+      fn(sde, score, x, ts, noise, callback, **options) -> x
+
+  `sde` is a quiet copy (no per-call time checks); `score(x, t [B])` counts NFE;
+  `x` `[B, *dims]` is the state at `ts[0] = T`; `ts` `[steps + 1]` decreases
+  from T to eps; `noise.randn()` is a standard normal shaped like x (honouring
+  `seeds`); `callback(i, x)` must be called after step i with the state at
+  `ts[i + 1]`. The registry adds the options `steps` (default `sde.N`),
+  `schedule` and `rho` (default 7, used by "karras") to every such sampler and
+  builds `ts` with `solvers.schedules.time_grid`.
+
+* self-stepping (registered with `schedule=None`: adaptive `ode`, torchsde's `sde`):
+
+      fn(sde, score, x, eps, noise, info, progress, return_trajectory, **options) -> x
+
+  It integrates from T to `eps` itself and fills `info.steps`, `info.trajectory`,
+  `info.times`, `info.extra`; it may record resolved options in `info.options`.
 """
 from __future__ import annotations
 
-import math
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import torch
 
 from sde_lib import expand_as_batch
 
-from ._common import (CountedScore, NoiseSource, SampleInfo, Timer, check_choice, check_eps,
-                      check_positive, check_steps, quiet, time_grid)
-from .correctors import CORRECTORS
-from .predictors import PREDICTORS
+from ._common import (CountedScore, NoiseSource, SampleInfo, Timer, check_choice, check_eps, check_positive,
+                      check_steps, quiet)
 
-# sampler name -> {option: default}; `None` defaults are filled in per call.
-_OPTIONS = {
-    "euler_maruyama": {"steps": None},
-    "pc": {"steps": None, "predictor": "reverse_diffusion", "corrector": "langevin", "snr": 0.16,
-           "corrector_steps": 1, "step_size": 0.2},
-    "ancestral": {"steps": None},
-    "reverse_diffusion": {"steps": None},
-    "annealed_langevin": {"steps": None, "corrector_steps": 1, "step_size": 0.2},
-    "ddim": {"steps": None},
-    "heun": {"steps": None},
-    "ode": {"method": "dopri5", "rtol": 1e-5, "atol": 1e-5, "steps": None},
-    "sde": {"method": "euler", "steps": None, "dt": None, "adaptive": False, "rtol": 1e-5, "atol": 1e-4,
-            "brownian": None},
-}
-SAMPLERS = tuple(_OPTIONS)
+#: Options every sampler takes from `sample()` itself; a sampler may not declare them.
+SHARED_OPTIONS = ("eps", "denoise", "x_T", "generator", "seeds", "dtype", "device", "progress",
+                  "return_trajectory")
+#: Options the registry adds to every fixed-grid sampler.
+GRID_OPTIONS = ("steps", "schedule", "rho")
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A registered sampler: its function, declared options with defaults (for a
+    fixed-grid sampler including `steps`, `schedule`, `rho`), default schedule
+    (None: it does its own time stepping) and a one-line description."""
+    name: str
+    fn: Callable
+    options: Mapping[str, Any]
+    schedule: Optional[str]
+    doc: str
+
+    @property
+    def fixed_grid(self) -> bool:
+        return self.schedule is not None
+
+
+_REGISTRY: Dict[str, SamplerSpec] = {}
+#: Read-only view name -> SamplerSpec of every registered sampler (`name in SAMPLERS`, `list(SAMPLERS)`).
+SAMPLERS: Mapping[str, SamplerSpec] = MappingProxyType(_REGISTRY)
+
+
+def register_sampler(name: str, fn: Callable, *, options: dict, schedule: Optional[str] = "uniform",
+                     doc: str = "") -> SamplerSpec:
+    """Add a sampler to `sample()` under `name`.
+
+    Args:
+        name:     the `sampler=` name; must not be registered already.
+        fn:       the sampler function (see the module docstring for the two signatures).
+        options:  `{option: default}` of the sampler's own keyword options (all of them:
+                  `sample()` rejects any other). `None` defaults are the sampler's to fill.
+                  Must not use a shared option name (`SHARED_OPTIONS`); a fixed-grid
+                  sampler gets `steps`, `schedule`, `rho` from the registry and may only
+                  override the default of `rho`.
+        schedule: the default time grid of a fixed-grid sampler (one of
+                  `solvers.schedules.SCHEDULES`), or None for a self-stepping sampler.
+        doc:      one line for listings (default: the first line of `fn.__doc__`).
+
+    Returns the `SamplerSpec`. Example (a researcher's own sampler)::
+
+        def my_euler(sde, score, x, ts, noise, callback, *, gain):
+            rsde = sde.reverse(score, probability_flow=True)
+            for i in range(len(ts) - 1):
+                drift, _ = rsde.sde(x, ts[i].expand(x.shape[0]))
+                x = x - gain * drift * (ts[i] - ts[i + 1])
+                callback(i, x)
+            return x
+
+        register_sampler("my_euler", my_euler, options={"gain": 1.0}, schedule="logsnr")
+        x, info = sample(sde, score_fn, (64, 2), "my_euler", steps=20, gain=1.0)
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"sampler name must be an identifier string, got {name!r}")
+    if name in _REGISTRY:
+        raise ValueError(f"sampler {name!r} is already registered (unregister_sampler({name!r}) first)")
+    if not callable(fn):
+        raise ValueError(f"fn for sampler {name!r} must be callable, got {type(fn).__name__}")
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise ValueError(f"options for sampler {name!r} must be a dict {{name: default}}, got {options!r}")
+    clash = sorted(set(options) & set(SHARED_OPTIONS))
+    if clash:
+        raise ValueError(f"options {clash} of sampler {name!r} are shared options of sample(); rename them")
+    opts = dict(options)
+    if schedule is not None:
+        from .schedules import SCHEDULES
+        check_choice("schedule", schedule, SCHEDULES)
+        reserved = sorted(set(options) & {"steps", "schedule"})
+        if reserved:
+            raise ValueError(f"options {reserved} of fixed-grid sampler {name!r} are added by the registry; "
+                             f"declare the default grid with schedule=")
+        opts = {"steps": None, "schedule": schedule, "rho": 7.0, **opts}
+    if not isinstance(doc, str):
+        raise ValueError(f"doc must be a string, got {type(doc).__name__}")
+    doc = doc or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+    spec = SamplerSpec(name, fn, MappingProxyType(opts), schedule, doc)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def unregister_sampler(name: str) -> SamplerSpec:
+    """Remove a registered sampler (e.g. to re-register a changed version); returns its spec."""
+    check_choice("sampler", name, SAMPLERS)
+    return _REGISTRY.pop(name)
 
 
 def sample(sde, score_fn, shape, sampler: str = "euler_maruyama", *, eps: Optional[float] = None,
@@ -48,42 +146,39 @@ def sample(sde, score_fn, shape, sampler: str = "euler_maruyama", *, eps: Option
                    network's score or `GaussianMixture.score_fn(sde)`.
         shape:     `(B, *dims)`; must agree with `x_T.shape` when both are given
                    (shape=None takes it from x_T).
-        sampler:   one of `SAMPLERS`:
-                   "euler_maruyama" (reverse SDE, options: steps),
-                   "pc" (predictor-corrector; predictor in `PREDICTORS`, corrector in
-                   `CORRECTORS`, snr, corrector_steps, step_size, steps),
-                   "ancestral" (= pc with predictor="ancestral", corrector="none"),
-                   "reverse_diffusion" (= pc with predictor="reverse_diffusion", corrector="none"),
-                   "annealed_langevin" (= pc with predictor="none", corrector="annealed_langevin":
-                   NCSN; steps noise levels x corrector_steps, step_size),
-                   "ddim" (deterministic DDIM step, exact for a Gaussian kernel; steps),
-                   "heun" (2nd-order Heun on the probability-flow ODE, 2 NFE/step; steps),
-                   "ode" (probability-flow ODE with torchdiffeq; method, rtol, atol, steps
-                   for fixed-grid methods),
-                   "sde" (reverse SDE with torchsde; method, steps or dt, adaptive, rtol, atol,
-                   brownian="interval"|"stream").
+        sampler:   a name in `SAMPLERS` (`solvers.sampler_table()` lists them with their
+                   options and defaults). Fixed-grid samplers take `steps` (time intervals,
+                   default `sde.N`), `schedule` and `rho`; the others are documented by
+                   their registration.
         eps:       end time (default `sde.eps`), in (0, T).
         denoise:   finish with Tweedie's denoising step x <- (x + s(eps)^2 score(x, eps)) / m(eps)
                    (= x + s^2 score for VE), +1 NFE.
-        x_T:       start from this `[B, *dims]` state at time T instead of a prior draw.
-        generator: torch.Generator for all noise (prior and steps).
+        x_T:       start from this finite `[B, *dims]` state at time T instead of a prior draw.
+        generator: torch.Generator for all noise (prior and steps). A generator on another
+                   device than the samples draws there and the noise is moved.
         seeds:     one int per sample: sample i gets its own noise stream, so it is the
                    same drawn alone or in any batch (exclusive with `generator`).
-        dtype, device: of the computation and output (default: x_T's, else torch defaults).
+        dtype, device: of the computation and output (default: x_T's, else torch defaults);
+                   dtype must be a floating dtype.
         progress:  show a tqdm bar over steps (score evaluations for adaptive solvers).
         return_trajectory: keep the state after every step in `info.trajectory`.
 
     Returns:
         (x, info): the samples and a `SampleInfo` (nfe, steps, options, seconds, ...).
     """
-    check_choice("sampler", sampler, SAMPLERS)
-    unknown = set(options) - set(_OPTIONS[sampler])
+    spec = SAMPLERS.get(sampler) if isinstance(sampler, str) else None
+    if spec is None:
+        check_choice("sampler", sampler, list(SAMPLERS))
+    unknown = set(options) - set(spec.options)
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)} for sampler {sampler!r}; "
-                         f"valid options: {sorted(_OPTIONS[sampler])}")
-    opts = dict(_OPTIONS[sampler])
-    opts.update(options)
+                         f"valid options: {sorted(spec.options)}")
+    if not callable(score_fn):
+        raise ValueError(f"score_fn must be callable score_fn(x, t), got {type(score_fn).__name__}")
+    opts = {**spec.options, **options}
     eps = check_eps(sde, eps)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch.dtype (e.g. torch.float32), got {dtype!r}")
 
     if x_T is not None:
         if not torch.is_tensor(x_T):
@@ -98,21 +193,70 @@ def sample(sde, score_fn, shape, sampler: str = "euler_maruyama", *, eps: Option
     shape = tuple(int(s) for s in shape)
     if len(shape) < 2 or any(s <= 0 for s in shape):
         raise ValueError(f"shape must be (B, *dims) with positive sizes, got {shape}")
+    if x_T is not None and x_T.numel() and x_T.is_floating_point():
+        bad = ~torch.isfinite(x_T.reshape(shape[0], -1)).all(dim=1)
+        if bad.any():
+            raise ValueError(f"x_T has NaN/inf values in samples {bad.nonzero().flatten().tolist()[:10]}")
     dtype = dtype or torch.get_default_dtype()
+    device = torch.device(device) if device is not None else torch.empty(0).device
+
+    ts = None
+    if spec.fixed_grid:
+        opts["steps"] = check_steps(sde.N if opts["steps"] is None else opts["steps"])
+        from .schedules import SCHEDULES, time_grid
+        check_choice("schedule", opts["schedule"], SCHEDULES)
+        opts["rho"] = check_positive("rho", opts["rho"])
+        ts = time_grid(sde, opts["steps"], schedule=opts["schedule"], eps=eps, rho=opts["rho"],
+                       dtype=dtype, device=device)
 
     counted = CountedScore(score_fn)
     noise = NoiseSource(shape, dtype, device, generator=generator, seeds=seeds)
     info = SampleInfo(sampler=sampler, options={"eps": eps, "denoise": denoise, **opts})
+    kwargs = {k: v for k, v in opts.items() if not (spec.fixed_grid and k in GRID_OPTIONS)}
     with Timer() as timer, torch.no_grad():
         x = noise.prior(sde) if x_T is None else x_T.to(dtype=dtype, device=device).clone()
-        run = _RUNNERS[sampler]
-        x = run(sde, counted, x, eps, noise, info, opts, progress, return_trajectory)
+        if spec.fixed_grid:
+            x = _run_grid(spec, sde, counted, x, ts, noise, info, progress, return_trajectory, kwargs)
+        else:
+            x = spec.fn(sde, counted, x, eps, noise, info, progress, return_trajectory, **kwargs)
         if denoise:
             x = tweedie(quiet(sde), counted, x, eps)
-    info.options = {"eps": eps, "denoise": denoise, **opts}
     info.nfe = counted.nfe
     info.seconds = timer.seconds
     return x, info
+
+
+def _run_grid(spec, sde, score, x, ts, noise, info, progress, return_trajectory, kwargs):
+    steps = ts.shape[0] - 1
+    traj = [x] if return_trajectory else None
+    calls = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=steps, desc=spec.name)
+
+    def callback(i, x_next):
+        if i != len(calls):
+            raise RuntimeError(f"sampler {spec.name!r} called callback({i}, x) after {len(calls)} steps; "
+                               f"expected callback({len(calls)}, x)")
+        calls.append(i)
+        if traj is not None:
+            traj.append(x_next)
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        x = spec.fn(quiet(sde), score, x, ts, noise, callback, **kwargs)
+    finally:
+        if bar is not None:
+            bar.close()
+    if len(calls) != steps:
+        raise RuntimeError(f"sampler {spec.name!r} reported {len(calls)} steps through callback, "
+                           f"expected {steps} (one per grid interval)")
+    info.steps = steps
+    if traj is not None:
+        info.trajectory, info.times = torch.stack(traj), ts
+    return x
 
 
 def tweedie(sde, score_fn, x, eps):
@@ -122,150 +266,12 @@ def tweedie(sde, score_fn, x, eps):
     return (x + expand_as_batch(s ** 2, x) * score_fn(x, t)) / expand_as_batch(m, x)
 
 
-def _progress(iterable, enabled, **kw):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-    return tqdm(iterable, **kw)
+def sampler_table() -> str:
+    """A plain-text listing of every registered sampler, its default grid and options."""
+    rows = []
+    for name, spec in SAMPLERS.items():
+        opts = ", ".join(f"{k}={v!r}" for k, v in spec.options.items() if k not in ("schedule",))
+        grid = f"grid {spec.schedule}" if spec.fixed_grid else "own stepping"
+        rows.append(f"{name:18s} {grid:16s} {opts}\n{'':18s} {spec.doc}")
+    return "\n".join(rows)
 
-
-def _steps(sde, opts):
-    steps = sde.N if opts.get("steps") is None else opts["steps"]
-    opts["steps"] = check_steps(steps)
-    return opts["steps"]
-
-
-def _grid_loop(sde, x, eps, info, opts, progress, return_trajectory, step_fn):
-    """Run `x = step_fn(x, t, dt, i)` over the uniform grid from T to eps."""
-    steps = _steps(sde, opts)
-    grid = time_grid(sde.T, eps, steps, x.dtype, x.device)
-    dt = (sde.T - eps) / steps
-    B = x.shape[0]
-    traj = [x] if return_trajectory else None
-    for i in _progress(range(steps), progress, desc=info.sampler):
-        x = step_fn(x, grid[i].expand(B), dt, i)
-        if traj is not None:
-            traj.append(x)
-    info.steps = steps
-    if traj is not None:
-        info.trajectory, info.times = torch.stack(traj), grid
-    return x
-
-
-def _run_pc(sde, score, x, eps, noise, info, opts, progress, return_trajectory):
-    """Predictor-corrector sampling (Song et al. 2021, Algorithms 2 and 3).
-
-    Order within a step i (grid t_{i-1} > t_i): the predictor moves
-    x from t_{i-1} to t_i, then `corrector_steps` corrector steps act at t_i,
-    as in the paper's algorithms (predictor first, corrector at the new level).
-    The first corrector step therefore acts at t_1, the last at eps.
-    """
-    predictor = check_choice("predictor", opts["predictor"], PREDICTORS)
-    corrector = check_choice("corrector", opts["corrector"], CORRECTORS)
-    if predictor == "none" and corrector == "none":
-        raise ValueError("predictor='none' and corrector='none' would not move x; choose at least one")
-    n_corr = opts["corrector_steps"]
-    if corrector != "none":
-        check_steps(n_corr, "corrector_steps")
-    if corrector == "langevin":
-        check_positive("snr", opts["snr"])
-        ckw = {"snr": float(opts["snr"])}
-    elif corrector == "annealed_langevin":
-        check_positive("step_size", opts["step_size"])
-        ckw = {"step_size": float(opts["step_size"])}
-    else:
-        ckw = {}
-    qsde = quiet(sde)
-    rsde = qsde.reverse(score, probability_flow=False)
-    pred, corr = PREDICTORS[predictor], CORRECTORS[corrector]
-
-    def step(x, t, dt, i):
-        x, _ = pred(qsde, rsde, x, t, dt, noise)
-        t_next = t - dt
-        return corr(qsde, score, x, t_next, dt, noise, n_corr, **ckw)[0]
-
-    # With predictor="none" (corrector-only, NCSN) the corrector runs at each grid time
-    # t_1 .. t_steps: the grid moves t, the predictor costs nothing.
-    return _grid_loop(sde, x, eps, info, opts, progress, return_trajectory, step)
-
-
-def _run_fixed_pc(predictor, corrector):
-    def run(sde, score, x, eps, noise, info, opts, progress, return_trajectory):
-        o = dict(opts)
-        o.setdefault("predictor", predictor)
-        o.setdefault("corrector", corrector)
-        o.setdefault("snr", 0.16)
-        o.setdefault("corrector_steps", 1)
-        o.setdefault("step_size", 0.2)
-        x = _run_pc(sde, score, x, eps, noise, info, o, progress, return_trajectory)
-        opts.update(o)
-        return x
-    return run
-
-
-def _run_ddim(sde, score, x, eps, noise, info, opts, progress, return_trajectory):
-    """Deterministic DDIM step (Song, Meng & Ermon 2021) for any Gaussian kernel:
-
-        x0_hat = (x + s^2 score) / m,   eps_hat = -s score,   x' = m' x0_hat + s' eps_hat,
-
-    with (m, s) at t and (m', s') at t - dt. It is the exact probability-flow
-    solution when p_0 is a point mass; first order in general.
-    """
-    qsde = quiet(sde)
-
-    def step(x, t, dt, i):
-        m, s = qsde.marginal_coeffs(t)
-        m2, s2 = qsde.marginal_coeffs(t - dt)
-        sc = score(x, t)
-        x0 = (x + expand_as_batch(s ** 2, x) * sc) / expand_as_batch(m, x)
-        return expand_as_batch(m2, x) * x0 - expand_as_batch(s2 * s, x) * sc
-
-    return _grid_loop(sde, x, eps, info, opts, progress, return_trajectory, step)
-
-
-def _run_heun(sde, score, x, eps, noise, info, opts, progress, return_trajectory):
-    """Heun's method (explicit trapezoid, 2nd order) on the probability-flow ODE, 2 NFE per step."""
-    rsde = quiet(sde).reverse(score, probability_flow=True)
-
-    def step(x, t, dt, i):
-        d1, _ = rsde.sde(x, t)
-        x_euler = x - d1 * dt
-        d2, _ = rsde.sde(x_euler, t - dt)
-        return x - 0.5 * (d1 + d2) * dt
-
-    return _grid_loop(sde, x, eps, info, opts, progress, return_trajectory, step)
-
-
-def _run_em(sde, score, x, eps, noise, info, opts, progress, return_trajectory):
-    """Euler-Maruyama on the reverse SDE: x <- x - [f - g^2 score] dt + g sqrt(dt) z."""
-    qsde = quiet(sde)
-    rsde = qsde.reverse(score, probability_flow=False)
-    pred = PREDICTORS["euler_maruyama"]
-
-    def step(x, t, dt, i):
-        return pred(qsde, rsde, x, t, dt, noise)[0]
-
-    return _grid_loop(sde, x, eps, info, opts, progress, return_trajectory, step)
-
-
-def _run_ode(*args):
-    from .ode import run_ode
-    return run_ode(*args)
-
-
-def _run_sde(*args):
-    from .sdeint import run_sdeint
-    return run_sdeint(*args)
-
-
-_RUNNERS = {
-    "euler_maruyama": _run_em,
-    "pc": _run_pc,
-    "ancestral": _run_fixed_pc("ancestral", "none"),
-    "reverse_diffusion": _run_fixed_pc("reverse_diffusion", "none"),
-    "annealed_langevin": _run_fixed_pc("none", "annealed_langevin"),
-    "ddim": _run_ddim,
-    "heun": _run_heun,
-    "ode": _run_ode,
-    "sde": _run_sde,
-}
