@@ -87,6 +87,74 @@ class SDE(abc.ABC):
     def prior_std(self) -> float:
         """Standard deviation of the isotropic Gaussian prior at T."""
 
+    # ---- log-SNR and EDM's sigma (used by the fast samplers and time-step schedules) ---
+    def log_snr(self, t: Tensor) -> Tensor:
+        """lambda(t) = log(m(t) / s(t)), `[B]`; strictly decreasing in t, +inf at t = 0 when s(0) = 0.
+
+        The half log-SNR of DPM-Solver (Lu et al. 2022). Subclasses override it
+        with a form that keeps relative precision near t = 0.
+        """
+        m, s = self.marginal_coeffs(t)
+        return torch.log(m) - torch.log(s)
+
+    def t_from_log_snr(self, lam: Tensor) -> Tensor:
+        """The inverse of `log_snr`: t with lambda(t) = lam, `[B]`, in the dtype of `lam`.
+
+        Raises ValueError for NaN or for lam outside [lambda(T), lambda(0)] (beyond
+        rounding); results are clamped into [0, T] against rounding only. The
+        SDEs here invert in closed form (`_t_from_log_snr`); the default is a
+        vectorised bisection on [0, T] in float64 (60 halvings: to machine
+        precision), valid for any SDE whose lambda(t) decreases strictly.
+        """
+        if not torch.is_tensor(lam) or not lam.is_floating_point():
+            raise ValueError(f"log_snr must be a float tensor, got {type(lam).__name__}")
+        if torch.isnan(lam).any():
+            raise ValueError("log_snr contains NaN")
+        t = self._t_from_log_snr(lam)
+        tol = 1e3 * torch.finfo(lam.dtype).eps * self.T
+        lo, hi = t.min().item(), t.max().item()
+        if lo < -tol or hi > self.T + tol or math.isnan(lo) or math.isnan(hi):
+            lam_T = self.log_snr(torch.tensor([self.T], dtype=torch.float64)).item()
+            lam_0 = self.log_snr(torch.tensor([0.0], dtype=torch.float64)).item()
+            raise ValueError(f"log_snr must lie in [lambda(T), lambda(0)] = [{lam_T:.6g}, {lam_0:.6g}], "
+                             f"got values in [{lam.min().item():.6g}, {lam.max().item():.6g}]")
+        return t.clamp(0.0, self.T)
+
+    def _t_from_log_snr(self, lam: Tensor) -> Tensor:
+        lam64 = lam.double()
+        lo = torch.zeros_like(lam64)
+        hi = torch.full_like(lam64, self.T)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            above = self.log_snr(mid) > lam64          # lambda decreases: the root lies to the right
+            lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+        # Outside [lambda(T), lambda(0)] (beyond the rounding of lam's dtype) the bracket sticks
+        # to an end: move it out of [0, T] so that `t_from_log_snr` reports the bad value.
+        tol = 1e3 * torch.finfo(lam.dtype).eps * lam64.abs().clamp(min=1.0)
+        lam_T = self.log_snr(torch.full_like(lam64, self.T))
+        lam_0 = self.log_snr(torch.zeros_like(lam64))
+        t = 0.5 * (lo + hi)
+        t = torch.where(lam64 < lam_T - tol, torch.full_like(t, 2 * self.T + 1), t)
+        t = torch.where(lam64 > lam_0 + tol, torch.full_like(t, -self.T - 1), t)
+        return t.to(lam.dtype)
+
+    def edm_sigma(self, t: Tensor) -> Tensor:
+        """EDM's noise level sigma(t) = s(t) / m(t) = exp(-lambda(t)), `[B]` (Karras et al. 2022).
+
+        x_t / m(t) = x_0 + sigma(t) z: the state rescaled to data scale has noise std sigma.
+        For VE (m = 1) it is s(t) itself.
+        """
+        m, s = self.marginal_coeffs(t)
+        return s / m
+
+    def t_from_edm_sigma(self, sigma: Tensor) -> Tensor:
+        """The inverse of `edm_sigma`: t with s(t)/m(t) = sigma (> 0), via `t_from_log_snr(-log sigma)`."""
+        if not torch.is_tensor(sigma) or not sigma.is_floating_point():
+            raise ValueError(f"sigma must be a float tensor, got {type(sigma).__name__}")
+        if torch.isnan(sigma).any() or (sigma <= 0).any():
+            raise ValueError(f"sigma must be > 0, got values in [{sigma.min().item():.6g}, {sigma.max().item():.6g}]")
+        return self.t_from_log_snr(-torch.log(sigma))
+
     # ---- the contract ---------------------------------------------------------------
     def _check_t(self, t: Tensor, x: Optional[Tensor] = None) -> None:
         if not torch.is_tensor(t):

@@ -36,6 +36,10 @@ class _BetaSchedule:
     def integral(self, t: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def inverse_integral(self, B: Tensor) -> Tensor:
+        """t with integral(t) = B (B >= 0)."""
+        raise NotImplementedError
+
 
 class LinearSchedule(_BetaSchedule):
     """beta(t) = beta_min + t (beta_max - beta_min); B(t) = t beta_min + t^2 (beta_max - beta_min) / 2."""
@@ -48,6 +52,12 @@ class LinearSchedule(_BetaSchedule):
 
     def integral(self, t):
         return t * self.beta_min + 0.5 * t ** 2 * (self.beta_max - self.beta_min)
+
+    def inverse_integral(self, B):
+        """The positive root of d/2 t^2 + beta_min t - B = 0 (d = beta_max - beta_min), written as
+        t = 2B / (beta_min + sqrt(beta_min^2 + 2 d B)) so that small B loses no precision."""
+        denom = self.beta_min + torch.sqrt(self.beta_min ** 2 + 2 * (self.beta_max - self.beta_min) * B)
+        return torch.where(B > 0, 2 * B / torch.where(B > 0, denom, torch.ones_like(denom)), torch.zeros_like(B))
 
 
 class CosineSchedule(_BetaSchedule):
@@ -103,6 +113,21 @@ class CosineSchedule(_BetaSchedule):
         B_cos = -2 * torch.log1p(-2 * torch.sin(d / 2) ** 2 - self._tan0 * torch.sin(d))
         return torch.where(t <= self.t_star, B_cos, self._B_star + self.beta_max * (t - self.t_star))
 
+    def inverse_integral(self, B):
+        """t with B(t) = B, in closed form on both pieces of the capped rate.
+
+        Below B(t*): cos(phi0 + d) = c cos(phi0) with c = exp(-B/2) and d = phi(t) - phi0.
+        With tau = tan(d/2) this is (1 + c) tau^2 + 2 tan(phi0) tau - (1 - c) = 0, whose
+        positive root tau = (1 - c) / (tan(phi0) + sqrt(tan(phi0)^2 + (1 + c)(1 - c)))
+        keeps full relative precision as B -> 0 (1 - c = -expm1(-B/2)); then
+        t = 2 atan(tau) (1 + s) 2/pi. Above B(t*): t = t* + (B - B(t*)) / beta_max.
+        """
+        one_minus_c = -torch.expm1(-0.5 * B)
+        one_plus_c = 2.0 - one_minus_c
+        tau = one_minus_c / (self._tan0 + torch.sqrt(self._tan0 ** 2 + one_plus_c * one_minus_c))
+        t_cos = 2 * torch.atan(tau) * (1 + self.s) * (2 / math.pi)
+        return torch.where(B <= self._B_star, t_cos, self.t_star + (B - self._B_star) / self.beta_max)
+
 
 class VPSDE(SDE):
     """Variance-preserving SDE (the continuous limit of DDPM).
@@ -143,6 +168,14 @@ class VPSDE(SDE):
 
     def prior_std(self):
         return 1.0
+
+    def log_snr(self, t):
+        """lambda = log m - log s = -1/2 log(exp(B) - 1) = -1/2 log(expm1(B(t)))."""
+        return -0.5 * torch.log(torch.expm1(self.schedule.integral(t)))
+
+    def _t_from_log_snr(self, lam):
+        """B = log(1 + exp(-2 lambda)) = softplus(-2 lambda), then t = B^{-1}(B) in closed form."""
+        return self.schedule.inverse_integral(torch.nn.functional.softplus(-2 * lam))
 
     def discrete_beta(self, t: Tensor, dt: Optional[float] = None) -> Tensor:
         """beta_i of the DDPM chain at time t, `[B]`: 1 - exp(-int_{t-dt}^t beta).
@@ -200,6 +233,16 @@ class subVPSDE(SDE):
     def prior_std(self):
         return 1.0
 
+    def log_snr(self, t):
+        """lambda = log m - log(1 - m^2) = -B/2 - log(-expm1(-B))."""
+        B = self.schedule.integral(t)
+        return -0.5 * B - torch.log(-torch.expm1(-B))
+
+    def _t_from_log_snr(self, lam):
+        """m / (1 - m^2) = e^lambda is a quadratic in m; its root gives 1/m = q + sqrt(1 + q^2)
+        with q = e^{-lambda} / 2, i.e. B = -2 log m = 2 asinh(e^{-lambda} / 2)."""
+        return self.schedule.inverse_integral(2 * torch.asinh(0.5 * torch.exp(-lam)))
+
     def __repr__(self):
         return f"subVPSDE(beta_min={self.beta_min}, beta_max={self.beta_max}, N={self.N}, eps={self.eps})"
 
@@ -238,6 +281,14 @@ class VESDE(SDE):
 
     def prior_std(self):
         return self.sigma_max
+
+    def log_snr(self, t):
+        """lambda = -log sigma(t) = -(log sigma_min + t log(sigma_max / sigma_min)): linear in t."""
+        return -(math.log(self.sigma_min) + t * self._log_ratio)
+
+    def _t_from_log_snr(self, lam):
+        # -lam - log sigma_min cancels near t = 0: subtract in float64, return in lam's dtype.
+        return ((-lam.double() - math.log(self.sigma_min)) / self._log_ratio).to(lam.dtype)
 
     def discretize(self, x, t, dt=None):
         """SMLD chain: x_i = x_{i-1} + sqrt(sigma_i^2 - sigma_{i-1}^2) z, with
