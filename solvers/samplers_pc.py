@@ -36,6 +36,10 @@ def pc(sde, score, x, ts, noise, callback, *, predictor, corrector, snr, correct
         raise ValueError("predictor='none' and corrector='none' would not move x; choose at least one")
     if corrector != "none":
         check_steps(corrector_steps, "corrector_steps")
+    if corrector == "langevin" and langevin_norm == "batch" and noise.generators is not None:
+        raise ValueError("langevin_norm='batch' makes each sample's step depend on its batch-mates, which "
+                         "breaks the batch invariance promised by seeds; use langevin_norm='kernel' "
+                         "(default) or 'per_sample' with seeds")
     if corrector == "langevin":
         ckw = {"snr": check_positive("snr", snr), "norm": check_choice("langevin_norm", langevin_norm,
                                                                          LANGEVIN_NORMS)}
@@ -67,14 +71,14 @@ def euler_maruyama(sde, score, x, ts, noise, callback):
 
 def _fixed_pc(predictor, corrector, **fixed):
     def run(sde, score, x, ts, noise, callback, **options):
-        kw = {"snr": 0.16, "corrector_steps": 1, "step_size": 0.2, "langevin_norm": "per_sample", **fixed,
+        kw = {"snr": 0.16, "corrector_steps": 1, "step_size": 0.2, "langevin_norm": "kernel", **fixed,
               **options}
         return pc(sde, score, x, ts, noise, callback, predictor=predictor, corrector=corrector, **kw)
     return run
 
 
 _PC_DEFAULTS = {"predictor": "reverse_diffusion", "corrector": "langevin", "snr": 0.16, "corrector_steps": 1,
-                "step_size": 0.2, "langevin_norm": "per_sample"}
+                "step_size": 0.2, "langevin_norm": "kernel"}
 
 register_sampler("euler_maruyama", euler_maruyama, options={},
                  doc="Euler-Maruyama on the reverse SDE, 1 NFE/step")
