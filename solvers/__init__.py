@@ -19,3 +19,4 @@ from . import samplers_pc, samplers_sigma, samplers_ext  # noqa: E402,F401  (reg
 __all__ = ["FIXED_ODE_METHODS", "ADAPTIVE_ODE_METHODS", "sample", "log_likelihood", "bits_per_dim", "encode", "decode",
            "SampleInfo", "LikelihoodResult", "CountedScore", "NoiseSource", "sliced_wasserstein", "SAMPLERS",
            "SamplerSpec", "register_sampler", "unregister_sampler", "sampler_table", "PREDICTORS", "CORRECTORS"]
+from . import dpm_solver, unipc  # noqa: E402,F401  (register the DPM-Solver family and UniPC)
