@@ -24,6 +24,9 @@ def get_default_config() -> ml_collections.ConfigDict:
     data.key = ""                # array key inside an .npz (default "x" or the first)
     data.split_seed = 0          # train/test split (and toy data generation) seed
     data.test_fraction = 0.2     # digits, folder, array
+    data.num_levels = 0          # discrete levels per value: 0 = the data's own (digits 17, uint8 256);
+    #                              digits 256 = mapped to 8-bit (image papers' convention); folders and
+    #                              uint8 arrays: L equally spaced 8-bit levels round(k 255 / (L - 1))
     data.num_train = 20000       # toy sets and mixtures
     data.num_test = 5000
     data.noise = config_dict.placeholder(float)   # toy-set noise (None: the set's default)

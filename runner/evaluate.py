@@ -20,7 +20,7 @@ def run_eval(config, workdir):
     x = ds.test if e.num_samples == 0 else ds.test[:e.num_samples]
     gen = torch.Generator().manual_seed(e.seed)
     if ds.eight_bit:
-        x = dequantize(x, gen)
+        x = dequantize(x, gen, num_levels=ds.num_levels)
     t0 = time.time()
     bpd, nfe = [], 0
     for i in range(0, x.shape[0], e.batch_size):
@@ -29,14 +29,14 @@ def run_eval(config, workdir):
                                      generator=gen)
         nfe += res.nfe
         if ds.eight_bit:
-            bpd.append(solvers.bits_per_dim(res.logp, xb.shape))
+            bpd.append(solvers.bits_per_dim(res.logp, xb.shape, num_levels=ds.num_levels))
         else:   # continuous data: negative log-likelihood in bits per dimension, no quantisation term
             bpd.append(-res.logp / (xb[0].numel() * math.log(2)))
     bpd = torch.cat(bpd).double()
     n = bpd.numel()
     stderr = (bpd.std() / math.sqrt(n)).item() if n > 1 else float("nan")
     report = {"bits_per_dim": bpd.mean().item(), "stderr": stderr, "num_examples": n,
-              "quantity": "bits/dim of 8-bit data (uniform dequantisation)" if ds.eight_bit
+              "quantity": f"bits/dim of the discrete data ({ds.num_levels} levels, uniform dequantisation)" if ds.eight_bit
               else "negative log-likelihood in bits/dim (continuous data)",
               "trace": e.trace, "method": e.method, "rtol": e.rtol, "atol": e.atol, "nfe": nfe,
               "seconds": round(time.time() - t0, 3), "use_ema": e.use_ema, "checkpoint": ckpt, "step": step,
