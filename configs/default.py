@@ -75,6 +75,8 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.continuous = True
     training.reduce_mean = False
     training.likelihood_weighting = False
+    training.importance_sampling = False   # with likelihood_weighting: t ~ g^2/s^2, loss reweighted
+    training.dequantize = True   # discrete data: train on uniformly dequantised values (as eval scores them)
     training.snapshot_freq = 500
     training.keep = 3
     training.log_freq = 50
