@@ -121,6 +121,16 @@ def get_default_config() -> ml_collections.ConfigDict:
     evaluate.atol = 1e-4
     evaluate.seed = 2
     evaluate.use_ema = True
+    evaluate.estimator = "both"  # ode (probability-flow ODE NLL) | elbo (SDE bound, Monte Carlo over t) | both
+    evaluate.repeats = 3         # dequantisation draws (with fresh probes / ELBO draws) per test example
+    evaluate.probes = 1          # Hutchinson probes per ODE evaluation
+    evaluate.elbo_n_t = 32       # ELBO draws of t per example and repeat
+    evaluate.dtype = "float32"   # float32 | float64 (model and data)
+    # Likelihood start time. None: sde.eps, the smallest time the score was trained at (1e-3 for VP
+    # and sub-VP, 1e-5 for VE); below it the network extrapolates. For likelihood-oriented models
+    # train with --config.sde.eps=1e-5 (as the reference implementation's likelihood runs) and
+    # evaluate at the same eps.
+    evaluate.eps = config_dict.placeholder(float)
     return config
 
 

@@ -325,7 +325,7 @@ def get_dataset(config) -> Dataset:
     name = d.get("dataset", None)
     seed = int(d.get("split_seed", 0))
     tf = float(d.get("test_fraction", 0.2))
-    levels = _declared_levels(d)
+    levels = declared_levels(d)
     if name in TOY_SETS or name == "mixture":
         if levels is not None:
             raise ValueError(f"data set {name!r} is continuous; data.num_levels must be 0, got {levels}")
@@ -377,7 +377,7 @@ def get_dataset(config) -> Dataset:
     return ds
 
 
-def _declared_levels(d) -> Optional[int]:
+def declared_levels(d) -> Optional[int]:
     """data.num_levels: 0 (or absent) -> None (the data's own levels), else an int 2..256."""
     v = d.get("num_levels", 0)
     if isinstance(v, bool) or not isinstance(v, int) or not (v == 0 or 2 <= v <= 256):
