@@ -24,6 +24,9 @@ def get_default_config() -> ml_collections.ConfigDict:
     data.key = ""                # array key inside an .npz (default "x" or the first)
     data.split_seed = 0          # train/test split (and toy data generation) seed
     data.test_fraction = 0.2     # digits, folder, array
+    data.num_levels = 0          # discrete levels per value: 0 = the data's own (digits 17, uint8 256);
+    #                              digits 256 = mapped to 8-bit (image papers' convention); folders and
+    #                              uint8 arrays: L equally spaced 8-bit levels round(k 255 / (L - 1))
     data.num_train = 20000       # toy sets and mixtures
     data.num_test = 5000
     data.noise = config_dict.placeholder(float)   # toy-set noise (None: the set's default)
@@ -72,6 +75,8 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.continuous = True
     training.reduce_mean = False
     training.likelihood_weighting = False
+    training.importance_sampling = False   # with likelihood_weighting: t ~ g^2/s^2, loss reweighted
+    training.dequantize = True   # discrete data: train on uniformly dequantised values (as eval scores them)
     training.snapshot_freq = 500
     training.keep = 3
     training.log_freq = 50
@@ -116,6 +121,16 @@ def get_default_config() -> ml_collections.ConfigDict:
     evaluate.atol = 1e-4
     evaluate.seed = 2
     evaluate.use_ema = True
+    evaluate.estimator = "both"  # ode (probability-flow ODE NLL) | elbo (SDE bound, Monte Carlo over t) | both
+    evaluate.repeats = 3         # dequantisation draws (with fresh probes / ELBO draws) per test example
+    evaluate.probes = 1          # Hutchinson probes per ODE evaluation
+    evaluate.elbo_n_t = 32       # ELBO draws of t per example and repeat
+    evaluate.dtype = "float32"   # float32 | float64 (model and data)
+    # Likelihood start time. None: sde.eps, the smallest time the score was trained at (1e-3 for VP
+    # and sub-VP, 1e-5 for VE); below it the network extrapolates. For likelihood-oriented models
+    # train with --config.sde.eps=1e-5 (as the reference implementation's likelihood runs) and
+    # evaluate at the same eps.
+    evaluate.eps = config_dict.placeholder(float)
     return config
 
 

@@ -85,6 +85,9 @@ def validate_config(config) -> None:
         raise ValueError(f"unknown data set {config.data.dataset!r}; expected one of {list(DATASETS)}")
     if config.sampling.sampler not in solvers.SAMPLERS:
         raise ValueError(f"unknown sampler {config.sampling.sampler!r}; expected one of {list(solvers.SAMPLERS)}")
+    _validate_eval(config.eval)
+    from training.data import declared_levels
+    declared_levels(config.data)
     if config.eval.trace not in ("exact", "hutchinson"):
         raise ValueError(f"unknown eval.trace {config.eval.trace!r}; expected one of ['exact', 'hutchinson']")
     for name in ("training.n_iters", "sampling.num_samples", "eval.num_samples"):
@@ -109,3 +112,21 @@ def validate_config(config) -> None:
     if config.training.num_threads < 0:
         raise ValueError(f"config.training.num_threads must be >= 0 (0: torch default), "
                          f"got {config.training.num_threads!r}")
+
+
+def _validate_eval(e) -> None:
+    """eval.* fields of the likelihood evaluation (runner/evaluate.py)."""
+    def positive_int(name, v, least=1):
+        if isinstance(v, bool) or not isinstance(v, int) or v < least:
+            raise ValueError(f"config.eval.{name} must be an int >= {least}, got {v!r}")
+    positive_int("batch_size", e.batch_size)
+    positive_int("repeats", e.get("repeats", 1))
+    positive_int("probes", e.get("probes", 1))
+    positive_int("elbo_n_t", e.get("elbo_n_t", 32), least=2)
+    if e.get("estimator", "ode") not in ("ode", "elbo", "both"):
+        raise ValueError(f"unknown eval.estimator {e.estimator!r}; expected one of ['both', 'elbo', 'ode']")
+    if e.get("dtype", "float32") not in ("float32", "float64"):
+        raise ValueError(f"config.eval.dtype must be 'float32' or 'float64', got {e.dtype!r}")
+    eps = e.get("eps", None)
+    if eps is not None and not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1):
+        raise ValueError(f"config.eval.eps must be None (sde.eps) or a number in (0, 1), got {eps!r}")

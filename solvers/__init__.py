@@ -8,6 +8,7 @@ Importing the package registers every built-in sampler (the `samplers_*` modules
 from ._common import CountedScore, NoiseSource, SampleInfo
 from .correctors import CORRECTORS
 from .likelihood import LikelihoodResult, bits_per_dim, log_likelihood
+from .elbo import ElboResult, TimeProposal, elbo
 from .metrics import sliced_wasserstein
 from .ode import ADAPTIVE_METHODS as ADAPTIVE_ODE_METHODS
 from .ode import FIXED_METHODS as FIXED_ODE_METHODS
@@ -18,5 +19,6 @@ from . import samplers_pc, samplers_sigma, samplers_ext  # noqa: E402,F401  (reg
 
 __all__ = ["FIXED_ODE_METHODS", "ADAPTIVE_ODE_METHODS", "sample", "log_likelihood", "bits_per_dim", "encode", "decode",
            "SampleInfo", "LikelihoodResult", "CountedScore", "NoiseSource", "sliced_wasserstein", "SAMPLERS",
-           "SamplerSpec", "register_sampler", "unregister_sampler", "sampler_table", "PREDICTORS", "CORRECTORS"]
+           "SamplerSpec", "register_sampler", "unregister_sampler", "sampler_table", "PREDICTORS", "CORRECTORS",
+           "elbo", "ElboResult", "TimeProposal"]
 from . import dpm_solver, unipc  # noqa: E402,F401  (register the DPM-Solver family and UniPC)

@@ -144,31 +144,39 @@ _RANGES = {"[-1,1]": (-1.0, 1.0), "[0,1]": (0.0, 1.0)}
 
 
 def bits_per_dim(logp: Tensor, x_shape: Union[Sequence[int], int], n_bits: int = 8,
-                 data_range: Union[str, Tuple[float, float]] = "[-1,1]") -> Tensor:
-    """Bits per dimension of n-bit discrete data from a continuous log-density.
+                 data_range: Union[str, Tuple[float, float]] = "[-1,1]",
+                 num_levels: Optional[int] = None) -> Tensor:
+    """Bits per dimension of discrete data, -log2 P(k) / D, from a continuous log-density.
 
-    Setting: integers k in {0, ..., 2^n - 1}^D are dequantised, y = k + u with
-    u ~ U[0, 1)^D, and scaled affinely to the model's range [lo, hi]:
+    Setting: levels k in {0, ..., L - 1}^D (L = `num_levels`, default 2^n_bits) are
+    dequantised, y = k + u with u ~ U[0, 1)^D, and scaled affinely to the model's range:
 
-        x = lo + (hi - lo) y / 2^n,   so   dx/dy = w := (hi - lo) / 2^n  per dimension.
+        x = lo + (hi - lo) y / L,   so   dx/dy = w := (hi - lo) / L  per dimension.
 
     A density p_x on x gives the density p_y(y) = p_x(x) w^D on y, and
-    -log2 P(k) <= E_u[-log2 p_y(k + u)] (Jensen; Theis et al. 2016). Per dimension,
+    -log2 P(k) <= E_u[-log2 p_y(k + u)] (Jensen; Theis et al. 2016), with equality when
+    p_y is constant on every bin. Per dimension,
 
         bpd = -log2 p_y / D = -log p_x(x) / (D ln 2) - log2 w
-            = -log p_x(x) / (D ln 2) + n - log2(hi - lo).
+            = -log p_x(x) / (D ln 2) + log2 L - log2(hi - lo).
 
-    For 8-bit data in [-1, 1]: n - log2 2 = 8 - 1 = 7 (the "+7");
-    in [0, 1]: + 8. (Data scaled as k/(2^n-1) instead of (k+u)/2^n differ only
-    by the factor 2^n/(2^n-1) in w, i.e. log2(256/255) ~ 0.0056 bits.)
+    For 8-bit data in [-1, 1]: log2 256 - log2 2 = 7 (the "+7"); in [0, 1]: + 8; for the
+    17 levels of the 8x8 digits in [-1, 1]: log2(17/2) = 3.087. The value is the code
+    length of the discrete data itself, so it can be compared with any discrete model
+    (e.g. a per-pixel histogram) on the same levels; numbers for different L are not
+    comparable (an L-level data set scored with 256 bins pays up to log2(256/L) more).
 
     Args:
         logp:       `[B]` log p_x(x) in nats (e.g. `log_likelihood(...).logp`).
-        x_shape:    the batch's shape `(B, *dims)` (e.g. `x.shape`), or the integer D.
-        n_bits:     bits per value of the discrete data (8).
+        x_shape:    the batch's shape `(B, *dims)` (e.g. `x.shape`; B must match logp), or the integer D.
+        n_bits:     bits per value of the discrete data (8), i.e. L = 2^n_bits ...
+        num_levels: ... unless the number of levels L is given (e.g. 17 for the digits).
         data_range: "[-1,1]", "[0,1]", or a pair (lo, hi).
     Returns: `[B]` bits per dimension.
     """
+    if not torch.is_tensor(logp) or logp.dim() != 1:
+        raise ValueError(f"logp must be a tensor [B] of log-densities, got "
+                         f"{tuple(logp.shape) if torch.is_tensor(logp) else type(logp).__name__}")
     if isinstance(x_shape, int) and not isinstance(x_shape, bool):
         D = x_shape
     else:
@@ -176,11 +184,17 @@ def bits_per_dim(logp: Tensor, x_shape: Union[Sequence[int], int], n_bits: int =
         if len(dims) < 2:
             # a bare `dims` tuple would be ambiguous with (B, *dims): (3, 32, 32) is not 32*32 dims
             raise ValueError(f"x_shape must be the batch shape (B, *dims) or the integer D, got {x_shape!r}")
+        if dims[0] != logp.shape[0]:
+            raise ValueError(f"logp has {logp.shape[0]} values but x_shape {tuple(dims)} has batch size {dims[0]}")
         D = math.prod(dims[1:])
     if D <= 0:
         raise ValueError(f"x_shape must give D > 0 dimensions, got {x_shape!r}")
     if isinstance(n_bits, bool) or not isinstance(n_bits, int) or n_bits <= 0:
         raise ValueError(f"n_bits must be a positive int, got {n_bits!r}")
+    if num_levels is None:
+        num_levels = 2 ** n_bits
+    elif isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
+        raise ValueError(f"num_levels must be an int >= 2, got {num_levels!r}")
     if isinstance(data_range, str):
         key = data_range.replace(" ", "")
         if key not in _RANGES:
@@ -190,5 +204,5 @@ def bits_per_dim(logp: Tensor, x_shape: Union[Sequence[int], int], n_bits: int =
         lo, hi = (float(v) for v in data_range)
     if not hi > lo:
         raise ValueError(f"data_range must have hi > lo, got {data_range!r}")
-    offset = n_bits - math.log2(hi - lo)
+    offset = math.log2(num_levels) - math.log2(hi - lo)
     return -logp / (D * math.log(2)) + offset

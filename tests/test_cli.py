@@ -54,7 +54,7 @@ def test_digits_all_modes_tiny(tmp_path):
     from PIL import Image
     assert Image.open(os.path.join(wd, "samples.png")).size[0] >= 256
     ev = json.load(open(os.path.join(wd, "eval.json")))
-    assert "8-bit" in ev["quantity"] and ev["bits_per_dim"] > 0
+    assert "17 levels" in ev["quantity"] and ev["bits_per_dim"] > 0
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -54,15 +54,15 @@ def test_mixture_from_config():
 def test_digits_scaling_and_split():
     u = load_digits_uint8()
     assert u.shape == (1797, 1, 8, 8) and u.dtype == np.uint8 and u.max() == 255 and u.min() == 0
-    ds = get_dataset(cfg())
+    ds = get_dataset(cfg(num_levels=256))      # the 8-bit convention; the default (17 levels): test_levels.py
     assert ds.train.shape[1:] == (1, 8, 8) and ds.train.shape[0] + ds.test.shape[0] == 1797
-    assert ds.test.shape[0] == round(1797 * 0.2) and ds.eight_bit and ds.is_image
+    assert ds.test.shape[0] == round(1797 * 0.2) and ds.eight_bit and ds.is_image and ds.num_levels == 256
     assert ds.train.min() > -1 and ds.train.max() < 1
     # round trip to the 8-bit grid, and the split is fixed by the seed
     allx = torch.cat([ds.train, ds.test])
     assert sorted(model_to_uint8(allx).flatten().tolist()) == sorted(u.flatten().tolist())
-    assert torch.equal(get_dataset(cfg()).test, ds.test)
-    assert not torch.equal(get_dataset(cfg(split_seed=1)).test, ds.test)
+    assert torch.equal(get_dataset(cfg(num_levels=256)).test, ds.test)
+    assert not torch.equal(get_dataset(cfg(split_seed=1, num_levels=256)).test, ds.test)
 
 
 def test_dequantize_stays_in_bin(gen):

@@ -3,13 +3,17 @@
 
 Everything is loaded into memory as float32 tensors in *model space*:
 
-- 8-bit images (digits, Fashion-MNIST, PNG/JPEG, uint8 arrays) are `[N, C, H, W]` with
-  pixel u in {0..255} mapped to the centre of its bin in [-1, 1):
-      x = (u + 1/2) / 128 - 1.
+- discrete images are `[N, C, H, W]` with `L` levels per value (`Dataset.num_levels`:
+  digits 17, 8-bit images 256); level k in {0..L-1} is the centre of its bin in [-1, 1),
+      x = (2k + 1) / L - 1          (8-bit: (u + 1/2) / 128 - 1).
   For likelihoods, `dequantize` replaces the bin centre by a uniform draw in the bin,
-      x = (u + U) / 128 - 1,  U ~ U[0, 1),
+      x = (2 (k + U)) / L - 1,  U ~ U[0, 1),
   so a density on [-1, 1)^D is a valid dequantised model of the discrete data and
-  bits/dim = -log p(x) / (D ln 2) + log2(128) (each bin has width 2/256 = 1/128).
+  bits/dim = -log p(x) / (D ln 2) + log2(L / 2) (each bin has width 2/L;
+  `solvers.bits_per_dim(..., num_levels=L)`). `data.num_levels` declares the levels
+  of folders and arrays (0: 256 for uint8 data), and for digits it picks the
+  convention: 0 or 17 (the data's own levels) or 256 (values mapped to 8-bit, the
+  convention of image papers).
 - vector data (toy sets, mixtures, float arrays) is `[N, D]`, used as is.
 
 `get_dataset(config)` reads `config.data.dataset` and returns a `Dataset` with a fixed
@@ -43,7 +47,19 @@ class Dataset:
     train: Tensor           # [N_train, *shape], float32, model space
     test: Tensor            # [N_test, *shape]
     is_image: bool          # [C, H, W] images (else [D] vectors)
-    eight_bit: bool         # values are 8-bit bin centres: dequantise for likelihoods
+    eight_bit: bool         # values are bin centres of discrete data: dequantise for likelihoods
+    num_levels: Optional[int] = None   # levels per value of discrete data (None with eight_bit: 256)
+
+    def __post_init__(self):
+        if self.eight_bit and self.num_levels is None:
+            self.num_levels = 256
+        if not self.eight_bit:
+            self.num_levels = None
+
+    @property
+    def discrete(self) -> bool:
+        """Values are bin centres of `num_levels` levels (dequantise for likelihoods)."""
+        return self.num_levels is not None
 
     @property
     def shape(self) -> Tuple[int, ...]:
@@ -64,10 +80,36 @@ def model_to_uint8(x: Tensor) -> Tensor:
     return torch.clamp(torch.floor((x.detach().float() + 1.0) * 128.0), 0, 255).to(torch.uint8)
 
 
-def dequantize(x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-    """Uniform dequantisation of bin-centred 8-bit data: x - 1/256 + U / 128, U ~ U[0, 1)."""
+def levels_to_model(k, num_levels: int) -> Tensor:
+    """Level k in {0..L-1} (any integer array) -> bin centre (2k + 1) / L - 1 in [-1, 1), float32."""
+    k = k.detach().clone() if torch.is_tensor(k) else torch.from_numpy(np.array(k))
+    return (2.0 * k.to(torch.float64) + 1.0).div(num_levels).sub(1.0).to(torch.float32)
+
+
+def model_to_levels(x: Tensor, num_levels: int) -> Tensor:
+    """Inverse of levels_to_model (bin index of x): floor((x + 1) L / 2), clamped to 0..L-1, int64."""
+    return torch.clamp(torch.floor((x.detach().double() + 1.0) * (num_levels / 2.0)), 0, num_levels - 1).long()
+
+
+def dequantize(x: Tensor, generator: Optional[torch.Generator] = None, num_levels: int = 256) -> Tensor:
+    """Uniform dequantisation within the data's own bins: a bin centre x of L levels becomes
+    x - 1/L + 2U/L, U ~ U[0, 1) (uniform over the bin of width 2/L; L = 256: x - 1/256 + U/128)."""
+    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
+        raise ValueError(f"num_levels must be an int >= 2, got {num_levels!r}")
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return x - 0.5 / 128.0 + u / 128.0
+    return x + (2.0 * u - 1.0) / num_levels
+
+
+def uint8_to_levels(a: np.ndarray, num_levels: int, source: str) -> np.ndarray:
+    """8-bit values that encode L < 256 equally spaced levels, u = round(k 255 / (L - 1)),
+    back to k in {0..L-1}; refuses values off that grid (naming the first one)."""
+    k = np.round(a.astype(np.float64) * (num_levels - 1) / 255.0).astype(np.int64)
+    back = np.round(k * 255.0 / (num_levels - 1))
+    off = back != a
+    if off.any():
+        raise ValueError(f"{source}: data.num_levels={num_levels} but the 8-bit value {int(a[off].flat[0])} "
+                         f"is not one of the {num_levels} levels round(k * 255 / {num_levels - 1})")
+    return k
 
 
 # ---- toy sets and mixtures --------------------------------------------------------------------
@@ -130,6 +172,12 @@ def mixture_samples(weights, means, stds, n: int, generator: torch.Generator) ->
 
 
 # ---- image sources ------------------------------------------------------------------------------
+
+def load_digits_levels() -> np.ndarray:
+    """sklearn's bundled 8x8 digits, their own 17 levels 0..16 as int64 `[1797, 1, 8, 8]`."""
+    from sklearn.datasets import load_digits
+    return np.round(load_digits().images).astype(np.int64)[:, None]
+
 
 def load_digits_uint8() -> np.ndarray:
     """sklearn's bundled 8x8 digits (values 0..16) mapped to 8-bit: round(v * 255 / 16). `[1797, 1, 8, 8]`."""
@@ -277,7 +325,10 @@ def get_dataset(config) -> Dataset:
     name = d.get("dataset", None)
     seed = int(d.get("split_seed", 0))
     tf = float(d.get("test_fraction", 0.2))
+    levels = declared_levels(d)
     if name in TOY_SETS or name == "mixture":
+        if levels is not None:
+            raise ValueError(f"data set {name!r} is continuous; data.num_levels must be 0, got {levels}")
         n_train, n_test = int(d.get("num_train", 20000)), int(d.get("num_test", 5000))
         if n_train < 1 or n_test < 1:
             raise ValueError(f"data.num_train and data.num_test must be >= 1, got {n_train}, {n_test}")
@@ -289,26 +340,56 @@ def get_dataset(config) -> Dataset:
             x = toy_2d(name, n_train + n_test, g, d.get("noise", None))
         ds = Dataset(name, x[:n_train], x[n_train:], is_image=False, eight_bit=False)
     elif name == "digits":
-        ds = Dataset(name, *split(uint8_to_model(load_digits_uint8()), tf, seed), is_image=True, eight_bit=True)
+        if levels not in (None, 17, 256):
+            raise ValueError(f"digits have 17 levels (0..16); data.num_levels must be 0 or 17 (their own levels) "
+                             f"or 256 (mapped to 8-bit), got {levels}")
+        if levels == 256:
+            x, L = uint8_to_model(load_digits_uint8()), 256
+        else:
+            x, L = levels_to_model(load_digits_levels(), 17), 17
+        ds = Dataset(name, *split(x, tf, seed), is_image=True, eight_bit=True, num_levels=L)
     elif name == "fashion_mnist":
+        if levels not in (None, 256):
+            raise ValueError(f"Fashion-MNIST is 8-bit; data.num_levels must be 0 or 256, got {levels}")
         tr, te = load_fashion_mnist(d.get("path", None) or FASHION_MNIST_DIR)
         ds = Dataset(name, uint8_to_model(tr), uint8_to_model(te), is_image=True, eight_bit=True)
     elif name == "folder":
         if not d.get("path", None):
             raise ValueError("data.dataset='folder' needs data.path (a folder of PNG/JPEG images)")
         a = load_image_folder(d.path, int(d.get("num_channels", 1)))
-        ds = Dataset(name, *split(uint8_to_model(a), tf, seed), is_image=True, eight_bit=True)
+        ds = Dataset(name, *split(_levels_of_uint8(a, levels, d.path), tf, seed), is_image=True, eight_bit=True,
+                     num_levels=levels or 256)
     elif name == "array":
         if not d.get("path", None):
             raise ValueError("data.dataset='array' needs data.path (an .npy or .npz file)")
         a, is_image = load_array(d.path, d.get("key", None))
-        eight_bit = a.dtype == np.uint8
-        x = uint8_to_model(a) if eight_bit else torch.as_tensor(a).float()
-        ds = Dataset(name, *split(x, tf, seed), is_image=is_image, eight_bit=eight_bit)
+        if a.dtype == np.uint8:
+            x, L = _levels_of_uint8(a, levels, d.path), levels or 256
+        elif levels is not None:
+            raise ValueError(f"{d.path!r}: data.num_levels={levels} is for uint8 data, but the array holds "
+                             f"{a.dtype} values (used as continuous data)")
+        else:
+            x, L = torch.as_tensor(a).float(), None
+        ds = Dataset(name, *split(x, tf, seed), is_image=is_image, eight_bit=L is not None, num_levels=L)
     else:
         raise ValueError(f"unknown data set {name!r}; expected one of {list(DATASETS)}")
     check_config_matches(ds, config)
     return ds
+
+
+def declared_levels(d) -> Optional[int]:
+    """data.num_levels: 0 (or absent) -> None (the data's own levels), else an int 2..256."""
+    v = d.get("num_levels", 0)
+    if isinstance(v, bool) or not isinstance(v, int) or not (v == 0 or 2 <= v <= 256):
+        raise ValueError(f"data.num_levels must be 0 (the data's own levels) or an int in 2..256, got {v!r}")
+    return v or None
+
+
+def _levels_of_uint8(a: np.ndarray, levels: Optional[int], source: str) -> Tensor:
+    """uint8 data in model space: 256 levels, or `levels` equally spaced 8-bit levels."""
+    if levels is None or levels == 256:
+        return uint8_to_model(a)
+    return levels_to_model(uint8_to_levels(a, levels, source), levels)
 
 
 def check_config_matches(ds: Dataset, config) -> None:

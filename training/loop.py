@@ -28,7 +28,7 @@ import sde_lib
 from models import get_model, get_score_fn
 
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .data import BatchSampler, Dataset, get_dataset
+from .data import BatchSampler, Dataset, dequantize, get_dataset
 from .ema import EMA
 from .losses import get_loss_fn
 
@@ -137,7 +137,10 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: int = 0
 
     train_model = wrap_model(model) if wrap_model is not None else model
     score_fn = get_score_fn(sde, train_model, train=True)
-    loss_fn = get_loss_fn(sde, tcfg.continuous, tcfg.reduce_mean, tcfg.likelihood_weighting)
+    loss_fn = get_loss_fn(sde, tcfg.continuous, tcfg.reduce_mean, tcfg.likelihood_weighting,
+                          tcfg.get("importance_sampling", False))
+    # discrete data: train on uniformly dequantised values, the density that eval scores
+    levels = getattr(dataset, "num_levels", None) if tcfg.get("dequantize", True) else None
     params = [p for p in model.parameters() if p.requires_grad]
     data = dataset.train
 
@@ -160,6 +163,8 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: int = 0
             for group in opt.param_groups:
                 group["lr"] = lr
             x = data[sampler.next()]
+            if levels is not None:
+                x = dequantize(x, noise_gen, levels)
             loss = loss_fn(score_fn, x, noise_gen)
             loss_value = loss.item()
             if not math.isfinite(loss_value):

@@ -9,6 +9,13 @@ x_t = m(t) x_0 + s(t) z, the conditional score is -z / s(t), and
   (for VP this is exactly || z - eps_theta ||^2 of DDPM, in continuous t);
 - `likelihood_weighting`: lambda(t) = g(t)^2 (Song et al. 2021b), which makes the loss
   an upper bound on the negative log-likelihood (up to a constant).
+- `importance_sampling` (with likelihood weighting): t ~ p(t) ∝ g(t)^2 / s(t)^2 on [eps, T]
+  (`solvers.TimeProposal`) and the loss reweighted by 1 / ((T - eps) p(t)), so its
+  expectation is the same as with t ~ U(eps, T); the reweighted term is
+  g^2/((T - eps) p) || score + z/s ||^2 = Z/(T - eps) || s score + z ||^2 (Z = int g^2/s^2),
+  the noise-prediction loss times a constant, which removes the 1/s^2 spike near eps
+  that dominates the variance of the plain likelihood-weighted loss
+  (`bench/likelihood_weighting.py` measures the reduction).
 
 `reduce_mean=True` averages the squared error over the data dimensions, else it is
 summed. The result is averaged over the batch.
@@ -49,12 +56,27 @@ def dsm_loss_per_sample(sde: sde_lib.SDE, score_fn, x0: Tensor, t: Tensor, z: Te
 
 
 def continuous_dsm_loss(sde: sde_lib.SDE, score_fn, x0: Tensor, generator: Optional[torch.Generator] = None,
-                        reduce_mean: bool = False, likelihood_weighting: bool = False) -> Tensor:
-    """Monte-Carlo estimate of the continuous DSM loss on a batch x0 `[B, *dims]` (scalar)."""
+                        reduce_mean: bool = False, likelihood_weighting: bool = False,
+                        proposal=None) -> Tensor:
+    """Monte-Carlo estimate of the continuous DSM loss on a batch x0 `[B, *dims]` (scalar).
+
+    `proposal` (a `solvers.TimeProposal` on [sde.eps, T]) draws t from it instead of
+    U(eps, T) and reweights each term by 1 / ((T - eps) p(t)): same expectation."""
+    return continuous_dsm_loss_per_sample(sde, score_fn, x0, generator, reduce_mean, likelihood_weighting,
+                                          proposal).mean()
+
+
+def continuous_dsm_loss_per_sample(sde, score_fn, x0, generator=None, reduce_mean=False,
+                                   likelihood_weighting=False, proposal=None) -> Tensor:
+    """The `[B]` terms whose mean is `continuous_dsm_loss` (one t and z per sample)."""
     B = x0.shape[0]
-    t = sde.eps + (sde.T - sde.eps) * torch.rand(B, generator=generator, dtype=x0.dtype, device=x0.device)
+    if proposal is None:
+        t = sde.eps + (sde.T - sde.eps) * torch.rand(B, generator=generator, dtype=x0.dtype, device=x0.device)
+    else:
+        t, p = proposal.sample(B, generator, x0.dtype, x0.device)
     z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-    return dsm_loss_per_sample(sde, score_fn, x0, t, z, reduce_mean, likelihood_weighting).mean()
+    loss = dsm_loss_per_sample(sde, score_fn, x0, t, z, reduce_mean, likelihood_weighting)
+    return loss if proposal is None else loss / ((sde.T - sde.eps) * p)
 
 
 def discrete_levels(sde: sde_lib.SDE, B: int, generator=None, dtype=torch.float32, device=None) -> Tensor:
@@ -82,11 +104,19 @@ def smld_loss(sde: VESDE, score_fn, x0: Tensor, generator=None, reduce_mean: boo
 
 
 def get_loss_fn(sde: sde_lib.SDE, continuous: bool = True, reduce_mean: bool = False,
-                likelihood_weighting: bool = False) -> Callable:
+                likelihood_weighting: bool = False, importance_sampling: bool = False) -> Callable:
     """`loss_fn(score_fn, x0, generator) -> scalar` for the configured objective."""
+    if importance_sampling and not (continuous and likelihood_weighting):
+        raise ValueError("training.importance_sampling draws t ∝ g^2/s^2 for the likelihood-weighted loss: it "
+                         "needs training.likelihood_weighting=True and training.continuous=True")
     if continuous:
+        proposal = None
+        if importance_sampling:
+            from solvers.elbo import TimeProposal
+            proposal = TimeProposal(sde, sde.eps, kind="likelihood")
+
         def loss_fn(score_fn, x0, generator=None):
-            return continuous_dsm_loss(sde, score_fn, x0, generator, reduce_mean, likelihood_weighting)
+            return continuous_dsm_loss(sde, score_fn, x0, generator, reduce_mean, likelihood_weighting, proposal)
         return loss_fn
     if likelihood_weighting:
         raise ValueError("likelihood_weighting applies to the continuous loss only (training.continuous=True)")
