@@ -57,6 +57,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.hidden = 128           # mlp
     model.num_blocks = 3         # mlp
     model.embed_dim = 64         # mlp
+    model.num_classes = 0        # > 0: class-conditional (label embedding added to the noise embedding)
 
     config.training = training = ml_collections.ConfigDict()
     training.n_iters = 1700
@@ -77,6 +78,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.log_freq = 50
     training.num_threads = 2     # torch.set_num_threads in run.py (0: leave torch's default)
     training.progress = True
+    training.label_dropout = 0.0  # class-conditional nets: P(label -> null label), for classifier-free guidance
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.sampler = "pc"      # any name of solvers.SAMPLERS
