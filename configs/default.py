@@ -60,6 +60,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.hidden = 128           # mlp
     model.num_blocks = 3         # mlp
     model.embed_dim = 64         # mlp
+    model.num_classes = 0        # > 0: class-conditional (label embedding added to the noise embedding)
 
     config.training = training = ml_collections.ConfigDict()
     training.n_iters = 1700
@@ -82,6 +83,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.log_freq = 50
     training.num_threads = 2     # torch.set_num_threads in run.py (0: leave torch's default)
     training.progress = True
+    training.label_dropout = 0.0  # class-conditional nets: P(label -> null label), for classifier-free guidance
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.sampler = "pc"      # any name of solvers.SAMPLERS
@@ -109,6 +111,27 @@ def get_default_config() -> ml_collections.ConfigDict:
     compare.num_samples = 512
     compare.seed = 3
     compare.use_ema = True
+
+    # Classifiers (issue 10): `--mode train_classifier` trains this one into workdir/<dir>/.
+    # noise_conditional=True: p(y | x_t, t) for classifier guidance; False: a clean-data classifier
+    # (the independent judge of samples; train it with another seed and dir).
+    config.classifier = classifier = ml_collections.ConfigDict()
+    classifier.name = "encoder"  # encoder (images: U-Net down path + pooling) | mlp (vectors)
+    classifier.num_classes = 10
+    classifier.noise_conditional = True
+    classifier.dir = "classifier"
+    classifier.nf = 32
+    classifier.ch_mult = (1, 2)
+    classifier.num_res_blocks = 1
+    classifier.dropout = 0.1
+    classifier.hidden = 128      # mlp
+    classifier.num_blocks = 3    # mlp
+    classifier.n_iters = 2000
+    classifier.batch_size = 128
+    classifier.lr = 1e-3
+    classifier.weight_decay = 0.0
+    classifier.seed = 10
+    classifier.eval_times = (0.0, 0.1, 0.25, 0.5, 0.75)
 
     config.eval = evaluate = ml_collections.ConfigDict()
     evaluate.num_samples = 0     # test examples to evaluate (0: the whole test split)

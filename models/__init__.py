@@ -4,6 +4,7 @@ Gaussian-mixture score, and the adapter from a network to a `score_fn`.
 Imports sde_lib only (never solvers or training).
 """
 from .analytic import GaussianMixture
+from .classifier import EncoderClassifier, MLPClassifier, get_classifier, get_classifier_fn
 from .mlp import ScoreMLP
 from .unet import UNet
 from .utils import get_model, get_score_fn, model_names, noise_label, register_model
@@ -28,7 +29,8 @@ def _unet_builder(family):
                     attn_resolutions=tuple(m.attn_resolutions), dropout=m.get("dropout", 0.0),
                     fourier_scale=m.get("fourier_scale", 16.0),
                     positional_scale=m.get("positional_scale", 1000.0),
-                    num_groups=m.get("num_groups", 32), resamp_with_conv=m.get("resamp_with_conv", True), **kw)
+                    num_groups=m.get("num_groups", 32), resamp_with_conv=m.get("resamp_with_conv", True),
+                    num_classes=m.get("num_classes", 0), **kw)
     return build
 
 
@@ -42,8 +44,8 @@ def _build_mlp(config):
     return ScoreMLP(dim=config.data.dim, hidden=m.get("hidden", 128), num_blocks=m.get("num_blocks", 3),
                     dropout=m.get("dropout", 0.0), embedding_type=m.get("embedding_type", None) or "fourier",
                     embed_dim=m.get("embed_dim", 64), fourier_scale=m.get("fourier_scale", 16.0),
-                    positional_scale=m.get("positional_scale", 1000.0))
+                    positional_scale=m.get("positional_scale", 1000.0), num_classes=m.get("num_classes", 0))
 
 
-__all__ = ["GaussianMixture", "ScoreMLP", "UNet", "get_model", "get_score_fn", "model_names",
+__all__ = ["EncoderClassifier", "MLPClassifier", "get_classifier", "get_classifier_fn", "GaussianMixture", "ScoreMLP", "UNet", "get_model", "get_score_fn", "model_names",
            "noise_label", "register_model"]

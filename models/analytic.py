@@ -111,12 +111,7 @@ class GaussianMixture:
     # ---- core: log-density and score with per-sample (m, s) ------------------------------
     def _logp_and_score(self, x: Tensor, m: Tensor, s: Tensor, want_score: bool):
         """log p and score of sum_k w_k N(m mu_k, m^2 Sigma_k + s^2 I) at x `[B, D]`, m, s `[B]`."""
-        log_w, mu, lam, U = self._params(x.dtype, x.device)
-        diff = x[:, None, :] - m[:, None, None] * mu[None]                       # [B, K, D]
-        y = diff if U is None else torch.einsum("bkd,kde->bke", diff, U)          # U_k^T diff
-        var = (m ** 2)[:, None, None] * lam[None] + (s ** 2)[:, None, None]       # [B, K, D]
-        log_comp = -0.5 * (self.D * math.log(2 * math.pi) + var.log().sum(-1) + (y ** 2 / var).sum(-1))
-        joint = log_w[None] + log_comp                                          # [B, K]
+        joint, y, var, U = self._joint(x, m, s)                                 # [B, K], [B, K, D] x 2
         logp = torch.logsumexp(joint, dim=1)
         if not want_score:
             return logp, None
@@ -213,6 +208,98 @@ class GaussianMixture:
         score_fn.mixture = self
         score_fn.sde = sde
         return score_fn
+
+    # ---- conditionals: components, noisy classifier, observed coordinates -----------------
+    def _subset(self, weights: Tensor, means: Tensor, eigvals: Tensor, eigvecs: Optional[Tensor]) -> "GaussianMixture":
+        out = GaussianMixture.__new__(GaussianMixture)
+        out.dtype, out.K, out.D, out.diagonal = self.dtype, means.shape[0], means.shape[1], eigvecs is None
+        out.weights, out.means, out.eigvals, out.eigvecs = weights, means, eigvals, eigvecs
+        out.singular = bool((eigvals == 0).any())
+        out._cache = {}
+        return out
+
+    def component(self, k: int) -> "GaussianMixture":
+        """The k-th component N(mu_k, Sigma_k) as a one-component mixture: p(x | y = k)."""
+        if isinstance(k, bool) or not isinstance(k, int) or not (0 <= k < self.K):
+            raise ValueError(f"component index k must be an int in [0, K) = [0, {self.K}), got {k!r}")
+        U = None if self.diagonal else self.eigvecs[k:k + 1]
+        return self._subset(torch.ones(1, dtype=torch.float64), self.means[k:k + 1], self.eigvals[k:k + 1], U)
+
+    def log_posterior_t(self, sde, x: Tensor, t: Tensor) -> Tensor:
+        """Exact noisy responsibilities log p_t(y = k | x) `[B, K]` (Bayes' rule on the components of p_t).
+
+        Differentiable in x; grad_x log p_t(y = k | x) = score of component k - score of the mixture.
+        """
+        flat = self._flatten(x)
+        m, s = self._coeffs(sde, flat, t)
+        return torch.log_softmax(self._joint(flat, m, s)[0], dim=1)
+
+    def _joint(self, x: Tensor, m: Tensor, s: Tensor):
+        """(log w_k + log N(x; m mu_k, m^2 Sigma_k + s^2 I) `[B, K]`, y = U_k^T (x - m mu_k) `[B, K, D]`,
+        v = m^2 lam_k + s^2 `[B, K, D]`, U)."""
+        log_w, mu, lam, U = self._params(x.dtype, x.device)
+        diff = x[:, None, :] - m[:, None, None] * mu[None]
+        y = diff if U is None else torch.einsum("bkd,kde->bke", diff, U)
+        var = (m ** 2)[:, None, None] * lam[None] + (s ** 2)[:, None, None]
+        log_comp = -0.5 * (self.D * math.log(2 * math.pi) + var.log().sum(-1) + (y ** 2 / var).sum(-1))
+        return log_w[None] + log_comp, y, var, U
+
+    def classifier_fn(self, sde) -> Callable[[Tensor, Tensor], Tensor]:
+        """The exact noise-conditional classifier `fn(x, t) -> [B, K]` = log p_t(y = k | x) under `sde`."""
+        def classifier_fn(x: Tensor, t: Tensor) -> Tensor:
+            return self.log_posterior_t(sde, x, t)
+        classifier_fn.mixture = self
+        classifier_fn.sde = sde
+        return classifier_fn
+
+    def condition(self, mask, values) -> "GaussianMixture":
+        """The exact mixture of the unobserved coordinates given the observed ones.
+
+        mask:   bool `[D]` (or any shape with D elements, flattened row-major), True = observed.
+        values: the observed values, either a full `[D]` vector (only entries where mask is
+                True are read) or the `[n_obs]` observed entries in index order.
+
+        Per component (o = observed, u = unobserved), Gaussian conditioning:
+            mu_k|o  = mu_u + S_uo S_oo^{-1} (v - mu_o),   S_k|o = S_uu - S_uo S_oo^{-1} S_ou,
+        and Bayes' rule on the weights: w_k|o  propto  w_k N(v; mu_o, S_oo).
+        Returns a `GaussianMixture` in R^{D - n_obs} (full covariances unless diagonal).
+        """
+        mask_t = torch.as_tensor(mask)
+        if mask_t.dtype != torch.bool or mask_t.numel() != self.D:
+            raise ValueError(f"mask must be a bool tensor with D = {self.D} elements (True = observed), "
+                             f"got dtype {mask_t.dtype} with {mask_t.numel()} elements")
+        obs = mask_t.reshape(-1)
+        n_obs = int(obs.sum())
+        if n_obs == self.D:
+            raise ValueError("mask observes every coordinate; nothing is left to condition on the observations")
+        v = _as_tensor("values", values).reshape(-1)
+        if v.numel() == self.D:
+            v = v[obs]
+        elif v.numel() != n_obs:
+            raise ValueError(f"values must have D = {self.D} entries or one per observed coordinate "
+                             f"({n_obs}), got {v.numel()}")
+        if n_obs == 0:
+            return self._subset(self.weights, self.means, self.eigvals, self.eigvecs)
+        S = self.covs
+        So, Su = S[:, obs][:, :, obs], S[:, ~obs][:, :, ~obs]
+        Suo = S[:, ~obs][:, :, obs]
+        L, info = torch.linalg.cholesky_ex(So)
+        if (info != 0).any():
+            raise ValueError("the observed block of a component covariance is singular; condition on a "
+                             "marginal at t > 0 (gm.marginal(sde, t)) or observe fewer coordinates")
+        r = (v[None] - self.means[:, obs])[:, :, None]                                  # [K, o, 1]
+        a = torch.cholesky_solve(r, L)                                                    # S_oo^{-1} r
+        means = self.means[:, ~obs] + (Suo @ a)[:, :, 0]
+        covs = Su - Suo @ torch.cholesky_solve(Suo.transpose(1, 2), L)
+        covs = 0.5 * (covs + covs.transpose(1, 2))
+        logdet = 2 * torch.log(torch.diagonal(L, dim1=1, dim2=2)).sum(-1)
+        log_lik = -0.5 * (n_obs * math.log(2 * math.pi) + logdet + (r * a).sum((1, 2)))
+        log_w = self.weights.log() + log_lik
+        w = torch.exp(log_w - torch.logsumexp(log_w, 0))
+        if self.diagonal:
+            return self._subset(w, means, torch.diagonal(covs, dim1=1, dim2=2).clamp(min=0.0).clone(), None)
+        lam, U = torch.linalg.eigh(covs)
+        return self._subset(w, means, lam.clamp(min=0.0), U)
 
     def __repr__(self):
         kind = "diagonal" if self.diagonal else "full"

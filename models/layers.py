@@ -171,3 +171,41 @@ class AttnBlock(nn.Module):
         h = h[:, 0].transpose(1, 2).reshape(B, C, H, W)
         out = x + self.proj(h)
         return out / math.sqrt(2.0) if self.skip_rescale else out
+
+
+class LabelEmbedding(nn.Module):
+    """Class-label embedding added to the noise embedding (class-conditional nets; Dhariwal & Nichol 2021):
+
+        temb <- temb + E[y],   E in R^{(num_classes + 1) x dim},
+
+    row `num_classes` is the null label (unconditional; classifier-free guidance trains it by label
+    dropout). Zero-initialised, so a new conditional net starts as its unconditional version.
+    With num_classes = 0 the module is the identity and takes no labels.
+    """
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"model.num_classes must be an int >= 0 (0: unconditional), got {num_classes!r}")
+        self.num_classes = num_classes
+        self.table = nn.Embedding(num_classes + 1, dim) if num_classes else None
+        if self.table is not None:
+            nn.init.zeros_(self.table.weight)
+
+    def forward(self, temb: Tensor, y=None) -> Tensor:
+        if self.table is None:
+            if y is not None:
+                raise ValueError("this network is unconditional (model.num_classes = 0) but got class labels y")
+            return temb
+        B = temb.shape[0]
+        if y is None:
+            y = self.num_classes
+        if isinstance(y, int) and not isinstance(y, bool):
+            y = torch.full((B,), y, dtype=torch.long, device=temb.device)
+        if not torch.is_tensor(y) or y.is_floating_point() or y.shape != (B,):
+            raise ValueError(f"class labels y must be an int or an integer tensor [B] = [{B}], got "
+                             f"{tuple(y.shape) if torch.is_tensor(y) else repr(y)}")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) > self.num_classes):
+            raise ValueError(f"class labels must lie in [0, {self.num_classes}] ({self.num_classes} = null label), "
+                             f"got values in [{int(y.min())}, {int(y.max())}]")
+        return temb + self.table(y.to(temb.device))

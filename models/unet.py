@@ -1,6 +1,6 @@
 """A configurable noise-conditional U-Net covering NCSN++ and DDPM++ (Song et al. 2021).
 
-    x [B, C, H, W], label [B]  ->  output [B, C, H, W]
+    x [B, C, H, W], label [B] (, y [B] class labels if num_classes > 0)  ->  output [B, C, H, W]
 
 The network knows nothing about SDEs: it maps an image and a scalar noise label
 to an image. `models.get_score_fn` chooses the label (t for VP/sub-VP, log sigma(t)
@@ -28,7 +28,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .layers import AttnBlock, Downsample, ResBlock, Upsample, group_norm, make_embedding, zero_module
+from .layers import (AttnBlock, Downsample, LabelEmbedding, ResBlock, Upsample, group_norm, make_embedding,
+                     zero_module)
 
 Tensor = torch.Tensor
 
@@ -38,7 +39,8 @@ class UNet(nn.Module):
                  ch_mult=(1, 2, 2, 2), num_res_blocks: int = 2, attn_resolutions=(16,),
                  dropout: float = 0.1, embedding_type: str = "positional", fourier_scale: float = 16.0,
                  positional_scale: float = 1000.0, resblock_type: str = "ddpm",
-                 skip_rescale: bool = True, num_groups: int = 32, resamp_with_conv: bool = True):
+                 skip_rescale: bool = True, num_groups: int = 32, resamp_with_conv: bool = True,
+                 num_classes: int = 0):
         super().__init__()
         ch_mult = tuple(int(m) for m in ch_mult)
         attn_resolutions = tuple(int(r) for r in attn_resolutions)
@@ -58,6 +60,8 @@ class UNet(nn.Module):
         temb_dim = 4 * nf
         self.embed = make_embedding(embedding_type, nf, fourier_scale, positional_scale)
         self.temb_mlp = nn.Sequential(nn.Linear(nf, temb_dim), nn.SiLU(), nn.Linear(temb_dim, temb_dim))
+        self.label_embed = LabelEmbedding(num_classes, temb_dim)
+        self.num_classes = self.label_embed.num_classes
 
         def res(cin, cout, resample=None):
             return ResBlock(cin, cout, temb_dim, dropout, skip_rescale, resample, num_groups)
@@ -108,12 +112,13 @@ class UNet(nn.Module):
         self.norm_out = group_norm(ch, num_groups)
         self.conv_out = zero_module(nn.Conv2d(ch, num_channels, 3, padding=1))
 
-    def forward(self, x: Tensor, label: Tensor) -> Tensor:
+    def forward(self, x: Tensor, label: Tensor, y=None) -> Tensor:
+        """`y`: class labels `[B]` (or an int) of a class-conditional net; None or num_classes = null label."""
         if x.dim() != 4 or x.shape[1] != self.num_channels or x.shape[2] != self.image_size \
                 or x.shape[3] != self.image_size:
             raise ValueError(f"UNet expects input [B, {self.num_channels}, {self.image_size}, "
                              f"{self.image_size}], got {tuple(x.shape)}")
-        temb = self.temb_mlp(self.embed(label.to(x.dtype)))
+        temb = self.label_embed(self.temb_mlp(self.embed(label.to(x.dtype))), y)
         h = self.conv_in(x)
         hs = [h]
         for kind, layer in zip(self._down_kinds, self.down):

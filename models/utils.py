@@ -55,20 +55,29 @@ def noise_label(sde: sde_lib.SDE, t: Tensor) -> Tensor:
     return t
 
 
-def get_score_fn(sde: sde_lib.SDE, model: nn.Module, train: bool = False) -> Callable[[Tensor, Tensor], Tensor]:
+def get_score_fn(sde: sde_lib.SDE, model: nn.Module, train: bool = False, y=None) -> Callable[[Tensor, Tensor], Tensor]:
     """Wrap `model(x, label)` into a score function `score_fn(x [B, *shape], t [B]) -> [B, *shape]`.
 
     `train=False` puts the model in eval mode (dropout off) and leaves gradients
     to the caller (samplers use no_grad; the likelihood needs autograd w.r.t. x).
     `train=True` puts it in train mode.
+
+    Class-conditional nets (`model.num_classes > 0`): `y` (an int or `[B]` labels) fixes the
+    class; None gives the null label, i.e. the unconditional score a net trained with label
+    dropout has learned. The returned function also takes `y=` per call (training passes the
+    batch labels). For an unconditional net, y must be None.
     """
     model.train(train)
     is_ve = isinstance(sde, VESDE)
+    conditional = getattr(getattr(model, "module", model), "num_classes", 0) > 0
+    if y is not None and not conditional:
+        raise ValueError("class labels y given, but the model is unconditional (model.num_classes = 0)")
+    default_y = y
 
-    def score_fn(x: Tensor, t: Tensor) -> Tensor:
+    def score_fn(x: Tensor, t: Tensor, y=default_y) -> Tensor:
         if t.dim() != 1 or t.shape[0] != x.shape[0]:
             raise ValueError(f"t must have shape [B] = [{x.shape[0]}], got {tuple(t.shape)}")
-        out = model(x, noise_label(sde, t))
+        out = model(x, noise_label(sde, t), y) if conditional else model(x, noise_label(sde, t))
         _, std = sde.marginal_coeffs(t)
         if is_ve:
             return out / expand_as_batch(std, out)

@@ -49,6 +49,11 @@ class Dataset:
     is_image: bool          # [C, H, W] images (else [D] vectors)
     eight_bit: bool         # values are bin centres of discrete data: dequantise for likelihoods
     num_levels: Optional[int] = None   # levels per value of discrete data (None with eight_bit: 256)
+    # class labels (issue 10): int64 [N_train] / [N_test] in [0, num_classes), or None if the set has none
+    train_labels: Optional[Tensor] = None
+    test_labels: Optional[Tensor] = None
+    num_classes: int = 0
+    class_names: Optional[Tuple[str, ...]] = None
 
     def __post_init__(self):
         if self.eight_bit and self.num_levels is None:
@@ -232,7 +237,8 @@ def load_image_folder(directory: str, num_channels: int) -> np.ndarray:
         raise ValueError(f"image folder {directory!r} does not exist or is not a directory")
     files = sorted(f for f in os.listdir(directory) if f.lower().endswith(IMAGE_SUFFIXES))
     if not files:
-        raise ValueError(f"image folder {directory!r} holds no PNG/JPEG files")
+        raise ValueError(f"image folder {directory!r} holds no PNG/JPEG files (class subfolders: "
+                         f"see load_labelled_image_folder)")
     if num_channels not in (1, 3):
         raise ValueError(f"image folders need data.num_channels 1 (grey) or 3 (RGB), got {num_channels}")
     mode = "L" if num_channels == 1 else "RGB"
@@ -333,12 +339,16 @@ def get_dataset(config) -> Dataset:
         if n_train < 1 or n_test < 1:
             raise ValueError(f"data.num_train and data.num_test must be >= 1, got {n_train}, {n_test}")
         g = torch.Generator().manual_seed(seed)
-        if name == "mixture":
+        if name == "mixture":    # labels: the component each point was drawn from
             mx = d.mixture
-            x = mixture_samples(mx.weights, mx.means, mx.stds, n_train + n_test, g)
+            gm = mixture_distribution(mx.weights, mx.means, mx.stds)
+            x, y = gm.sample(n_train + n_test, generator=g, return_labels=True)
+            x = x.float()
+            ds = Dataset(name, x[:n_train], x[n_train:], is_image=False, eight_bit=False,
+                         train_labels=y[:n_train], test_labels=y[n_train:], num_classes=gm.K)
         else:
             x = toy_2d(name, n_train + n_test, g, d.get("noise", None))
-        ds = Dataset(name, x[:n_train], x[n_train:], is_image=False, eight_bit=False)
+            ds = Dataset(name, x[:n_train], x[n_train:], is_image=False, eight_bit=False)
     elif name == "digits":
         if levels not in (None, 17, 256):
             raise ValueError(f"digits have 17 levels (0..16); data.num_levels must be 0 or 17 (their own levels) "
@@ -347,18 +357,35 @@ def get_dataset(config) -> Dataset:
             x, L = uint8_to_model(load_digits_uint8()), 256
         else:
             x, L = levels_to_model(load_digits_levels(), 17), 17
-        ds = Dataset(name, *split(x, tf, seed), is_image=True, eight_bit=True, num_levels=L)
+        from sklearn.datasets import load_digits
+        y_train, y_test = split(torch.from_numpy(load_digits().target.astype(np.int64)), tf, seed)
+        ds = Dataset(name, *split(x, tf, seed), is_image=True, eight_bit=True, num_levels=L,
+                     train_labels=y_train, test_labels=y_test, num_classes=10)
     elif name == "fashion_mnist":
         if levels not in (None, 256):
             raise ValueError(f"Fashion-MNIST is 8-bit; data.num_levels must be 0 or 256, got {levels}")
-        tr, te = load_fashion_mnist(d.get("path", None) or FASHION_MNIST_DIR)
-        ds = Dataset(name, uint8_to_model(tr), uint8_to_model(te), is_image=True, eight_bit=True)
+        directory = d.get("path", None) or FASHION_MNIST_DIR
+        from .labels import load_fashion_mnist_labels
+        tr, te = load_fashion_mnist(directory)
+        labels = load_fashion_mnist_labels(directory)
+        ds = Dataset(name, uint8_to_model(tr), uint8_to_model(te), is_image=True, eight_bit=True,
+                     train_labels=labels[0] if labels else None, test_labels=labels[1] if labels else None,
+                     num_classes=10 if labels else 0)
     elif name == "folder":
         if not d.get("path", None):
             raise ValueError("data.dataset='folder' needs data.path (a folder of PNG/JPEG images)")
-        a = load_image_folder(d.path, int(d.get("num_channels", 1)))
-        ds = Dataset(name, *split(_levels_of_uint8(a, levels, d.path), tf, seed), is_image=True, eight_bit=True,
-                     num_levels=levels or 256)
+        from .labels import load_labelled_image_folder
+        labelled = load_labelled_image_folder(d.path, int(d.get("num_channels", 1)))
+        if labelled is None:
+            a = load_image_folder(d.path, int(d.get("num_channels", 1)))
+            ds = Dataset(name, *split(_levels_of_uint8(a, levels, d.path), tf, seed), is_image=True,
+                         eight_bit=True, num_levels=levels or 256)
+        else:   # class subfolders: labels by subfolder, classes in sorted name order
+            a, y, classes = labelled
+            y_train, y_test = split(torch.from_numpy(y), tf, seed)
+            ds = Dataset(name, *split(_levels_of_uint8(a, levels, d.path), tf, seed), is_image=True,
+                         eight_bit=True, num_levels=levels or 256, train_labels=y_train, test_labels=y_test,
+                         num_classes=len(classes), class_names=classes)
     elif name == "array":
         if not d.get("path", None):
             raise ValueError("data.dataset='array' needs data.path (an .npy or .npz file)")

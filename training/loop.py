@@ -143,6 +143,14 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: int = 0
     levels = getattr(dataset, "num_levels", None) if tcfg.get("dequantize", True) else None
     params = [p for p in model.parameters() if p.requires_grad]
     data = dataset.train
+    # class-conditional training (issue 10): batch labels, dropped to the null label with
+    # probability training.label_dropout (classifier-free guidance)
+    num_classes = int(config.model.get("num_classes", 0))
+    if num_classes:
+        from .labels import check_labels, drop_labels
+        check_labels(dataset, num_classes)
+        label_dropout = float(tcfg.get("label_dropout", 0.0))
+        drop_labels(dataset.train_labels[:1], label_dropout, num_classes)   # validates the rate up front
 
     def snapshot(step):
         blob = {"step": step, "model": model.state_dict(), "ema": ema.state_dict(),
@@ -162,10 +170,15 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: int = 0
             lr = tcfg.lr * min(1.0, step / tcfg.warmup) if tcfg.warmup > 0 else tcfg.lr
             for group in opt.param_groups:
                 group["lr"] = lr
-            x = data[sampler.next()]
+            idx = sampler.next()
+            x = data[idx]
             if levels is not None:
                 x = dequantize(x, noise_gen, levels)
-            loss = loss_fn(score_fn, x, noise_gen)
+            if num_classes:
+                y = drop_labels(dataset.train_labels[idx], label_dropout, num_classes, noise_gen)
+                loss = loss_fn(lambda xt, t: score_fn(xt, t, y=y), x, noise_gen)
+            else:
+                loss = loss_fn(score_fn, x, noise_gen)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 raise NonFiniteLossError(
