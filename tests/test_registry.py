@@ -134,6 +134,11 @@ def test_noise_source_seeds_match_per_sample_generators_and_follow_device():
     torch.testing.assert_close(z, torch.randn((3, 5), generator=torch.Generator().manual_seed(1)), rtol=0, atol=0)
     with pytest.raises(ValueError, match="generator"):
         NoiseSource((3, 5), torch.float32, None, generator=1)
+    # another device than the generator's (the "meta" device stands in for CUDA on a CPU-only
+    # machine): the draw is made on the generator's device and moved, seeds likewise
+    for kw in ({"generator": torch.Generator().manual_seed(1)}, {"seeds": [1, 2, 3]}, {}):
+        z = NoiseSource((3, 5), torch.float32, torch.device("meta"), **kw).randn()
+        assert z.device.type == "meta" and z.shape == (3, 5) and z.dtype == torch.float32
 
 
 def test_prior_draw_unchanged_by_registry():
