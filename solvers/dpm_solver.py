@@ -69,12 +69,12 @@ def _step_orders(steps: int, order: int, lower_order_final: bool) -> List[int]:
 def _phi(h: float):
     """(I_0, I_1, I_2) of the module docstring, accurate for small h."""
     i0 = -math.expm1(-h)
+    if h < 0.1:   # the recursion cancels for small h: series I_k = sum_j (-1)^j h^{k+1+j} / (k+1+j)!
+        i1 = sum((-h) ** j * h ** 2 / math.factorial(2 + j) for j in range(16))
+        i2 = sum((-h) ** j * h ** 3 / math.factorial(3 + j) for j in range(16))
+        return i0, i1, i2
     i1 = h - i0
-    i2 = h * h / 2 - i1
-    if h < 1e-2:  # series, to avoid cancellation: I_1 = h^2/2 - h^3/6 + ..., I_2 = h^3/6 - h^4/24 + ...
-        i1 = h * h / 2 - h ** 3 / 6 + h ** 4 / 24 - h ** 5 / 120
-        i2 = h ** 3 / 6 - h ** 4 / 24 + h ** 5 / 120 - h ** 6 / 720
-    return i0, i1, i2
+    return i0, i1, h * h / 2 - i1
 
 
 def dpm_solver(sde, score, x, ts, noise, callback, *, order):

@@ -65,7 +65,7 @@ def _solve(rs: List[float], b: List[float]) -> List[float]:
     return torch.linalg.solve(R, torch.tensor(b, dtype=torch.float64)).tolist()
 
 
-def unipc(sde, score, x, ts, noise, callback, *, order, variant, lower_order_final):
+def unipc(sde, score, x, ts, noise, callback, *, order, variant, lower_order_final, use_corrector):
     """UniPC-p (Zhao et al. 2023): UniP-p predictor + UniC corrector, data prediction, multistep.
 
     Step u -> t with f_u = f(x_u, u), previous predictions f_{u-m} at lambda_{u-m},
@@ -78,11 +78,14 @@ def unipc(sde, score, x, ts, noise, callback, *, order, variant, lower_order_fin
 
     with a solving the (p-1)-system and c the p-system of the module docstring. Order
     p + 1 with the corrector. NFE = steps (see the module docstring).
+    `use_corrector=False` keeps UniP-p alone (the paper's ablation; order p): then
+    order 1 is DDIM and order 2 with bh2 is DPM-Solver++(2M).
     """
     order = _check_order(order, (1, 2, 3))
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
     lower_order_final = _check_flag("lower_order_final", lower_order_final)
+    use_corrector = _check_flag("use_corrector", use_corrector)
     B = x.shape[0]
     grid = _coeffs(sde, ts)
     n = len(grid) - 1
@@ -109,15 +112,19 @@ def unipc(sde, score, x, ts, noise, callback, *, order, variant, lower_order_fin
             x = x_pred
         else:
             f_t = (x_pred + (st * st) * score(x_pred, ts[i + 1].expand(B))) / mt
-            c = [0.5] if p == 1 else _solve(rs + [1.0], b)
-            corr = sum(cm * dm for cm, dm in zip(c[:-1], ds)) if p >= 2 else 0.0
-            x = base + (mt * Bh) * (corr + c[-1] * (f_t - f_u))
+            if use_corrector:
+                c = [0.5] if p == 1 else _solve(rs + [1.0], b)
+                corr = sum(cm * dm for cm, dm in zip(c[:-1], ds)) if p >= 2 else 0.0
+                x = base + (mt * Bh) * (corr + c[-1] * (f_t - f_u))
+            else:
+                x = x_pred
             f_u = f_t
         callback(i, x)
     return x
 
 
-register_sampler("unipc", unipc, options={"order": 3, "variant": "bh2", "lower_order_final": True},
+register_sampler("unipc", unipc, options={"order": 3, "variant": "bh2", "lower_order_final": True,
+                                          "use_corrector": True},
                  schedule="logsnr",
                  doc="UniPC (Zhao et al. 2023): UniP-p + UniC corrector, data prediction, order 1|2|3, "
                      "B(h) bh1|bh2; NFE = steps")

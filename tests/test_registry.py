@@ -134,6 +134,11 @@ def test_noise_source_seeds_match_per_sample_generators_and_follow_device():
     torch.testing.assert_close(z, torch.randn((3, 5), generator=torch.Generator().manual_seed(1)), rtol=0, atol=0)
     with pytest.raises(ValueError, match="generator"):
         NoiseSource((3, 5), torch.float32, None, generator=1)
+    # another device than the generator's (the "meta" device stands in for CUDA on a CPU-only
+    # machine): the draw is made on the generator's device and moved, seeds likewise
+    for kw in ({"generator": torch.Generator().manual_seed(1)}, {"seeds": [1, 2, 3]}, {}):
+        z = NoiseSource((3, 5), torch.float32, torch.device("meta"), **kw).randn()
+        assert z.device.type == "meta" and z.shape == (3, 5) and z.dtype == torch.float32
 
 
 def test_prior_draw_unchanged_by_registry():
@@ -154,3 +159,26 @@ def test_all_builtins_registered():
     assert SAMPLERS["edm"].schedule == "karras" and SAMPLERS["ode"].schedule is None
     with pytest.raises(TypeError):
         SAMPLERS["x"] = None              # read-only view: register_sampler is the only way in
+
+
+@pytest.mark.parametrize("name", [n for n, s in SAMPLERS.items() if s.fixed_grid and n != "my_euler"])
+def test_every_grid_sampler_honours_the_shared_options(name, gauss):
+    """x_T, return_trajectory, progress, dtype, denoise (+1 NFE), generator reproducibility and
+    the grid options, for every registered fixed-grid sampler (the fast samplers included)."""
+    gm = gauss[0]
+    sde = VESDE()
+    sf = gm.score_fn(sde)
+    x_T = sde.prior_sampling((6, 3), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    g = lambda: torch.Generator().manual_seed(3)        # noqa: E731
+    x, info = sample(sde, sf, None, name, x_T=x_T, steps=6, return_trajectory=True, progress=True, generator=g())
+    assert x.dtype == torch.float64 and x.shape == (6, 3) and torch.isfinite(x).all()
+    assert info.steps == 6 and info.trajectory.shape == (7, 6, 3) and info.times.shape == (7,)
+    torch.testing.assert_close(info.trajectory[0], x_T)
+    torch.testing.assert_close(info.trajectory[-1], x)
+    assert info.options["schedule"] == SAMPLERS[name].schedule and info.options["steps"] == 6
+    x2, info2 = sample(sde, sf, None, name, x_T=x_T, steps=6, denoise=True, generator=g())
+    assert info2.nfe == info.nfe + 1
+    x3, _ = sample(sde, sf, None, name, x_T=x_T, steps=6, generator=g())
+    assert torch.equal(x3, x)
+    x32, _ = sample(sde, sf, (6, 3), name, steps=6, dtype=torch.float32, generator=g(), schedule="uniform")
+    assert x32.dtype == torch.float32 and torch.isfinite(x32).all()

@@ -125,7 +125,7 @@ def test_same_generator_same_samples(gm4):
     ("sde", dict(method="milstein"))])
 def test_per_sample_seeds_independent_of_batch(sampler, opts, gm32):
     """seeds=[...]: sample i is the same drawn alone or in a batch; the Langevin step
-    uses per-sample norms, so batch-mates cannot change it."""
+    (default rule "kernel": depends on t only) cannot be changed by batch-mates."""
     sde = VPSDE()
     sf = gm32.score_fn(sde)
     seeds = list(range(100, 164))
