@@ -161,6 +161,23 @@ def test_conditional_training_runs_and_checks_labels(tmp_path):
         train(cfg, str(tmp_path / "d"))
 
 
+def test_conditional_resume_is_bit_exact(tmp_path):
+    """Label dropout draws from the checkpointed generator: 6 steps = 3 steps + resume, with dropout in the net."""
+    from training import train
+    cfg = mixture_config()
+    cfg.model.num_classes, cfg.training.label_dropout, cfg.model.dropout = 2, 0.5, 0.2
+    cfg.training.batch_size, cfg.training.progress, cfg.training.snapshot_freq = 16, False, 3
+    cfg.model.hidden, cfg.model.num_blocks = 16, 1
+    cfg.training.n_iters = 6
+    full = train(cfg, str(tmp_path / "a"))
+    cfg.training.n_iters = 3
+    train(cfg, str(tmp_path / "b"))
+    cfg.training.n_iters = 6
+    resumed = train(cfg, str(tmp_path / "b"))
+    assert all(torch.equal(a, b) for a, b in zip(full.model.parameters(), resumed.model.parameters()))
+    assert not torch.equal(full.model.label_embed.table.weight, torch.zeros_like(full.model.label_embed.table.weight))
+
+
 def test_fashion_mnist_labels_from_idx_files(tmp_path):
     import struct
 
