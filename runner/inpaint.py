@@ -76,6 +76,7 @@ def run_inpaint(config, workdir, task: str = "inpaint"):
     x0 = ds.test[:n]
     gen = torch.Generator().manual_seed(c.seed)
     opts = dict(sampler=c.sampler, steps=c.steps, recurrence=c.recurrence, generator=gen,
+                denoise=config.sampling.denoise,
                 progress=bool(config.training.get("progress", True)))
     if c.sampler == "pc":
         opts.update(corrector=c.corrector, snr=c.snr, corrector_steps=c.corrector_steps)

@@ -150,6 +150,8 @@ def test_inpaint_keeps_known_exactly_and_counts(ring):
                       generator=torch.Generator().manual_seed(0))
     assert torch.equal(x[:, 0], xk[:, 0]) and torch.isfinite(x).all() and (x[:, 1].abs() < 10).all()
     assert info.nfe == 20 * 2 * (1 + 2)
+    x, info = inpaint(sde, ring.score_fn(sde), xk, mask, steps=20, denoise=True, generator=torch.Generator())
+    assert torch.equal(x[:, 0], xk[:, 0]) and info.nfe == 20 * 2 + 1 and info.options["denoise"]
     with pytest.raises(ValueError, match="mask must be a bool"):
         inpaint(sde, ring.score_fn(sde), xk, torch.tensor([1, 0]), steps=5)
     with pytest.raises(ValueError, match="does not broadcast"):
