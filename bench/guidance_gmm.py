@@ -82,9 +82,9 @@ def study_classifier(ring):
         for scale in (0.0, 1.0):
             score = classifier_guidance(ring.score_fn(sde), ring.classifier_fn(sde), y, scale)
             x, info = solvers.sample(sde, score, (N, 2), sampler, generator=torch.Generator().manual_seed(2),
-                                     dtype=F64, **GUIDED_OPTIONS.get(sampler, dict(steps=50)))
+                                     dtype=F64, **GUIDED_OPTIONS.get(sampler, dict(steps=200)))
             rows.append({"sampler": sampler, "scale": scale, "sde": type(sde).__name__, "nfe": info.nfe,
-                         "options": GUIDED_OPTIONS.get(sampler, dict(steps=50)),
+                         "options": GUIDED_OPTIONS.get(sampler, dict(steps=200)),
                          "assigned_to_y": assigned(ring, x, y), **score_against(target, x, 1)})
             print(f"classifier guidance {sampler:18s} scale {scale}: {rows[-1]['dlogp']:+.4f} +- "
                   f"{rows[-1]['dlogp_se']:.4f}  assigned {rows[-1]['assigned_to_y']:.3f}", flush=True)

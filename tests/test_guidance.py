@@ -14,7 +14,7 @@ SDES = {"vp": VPSDE, "subvp": subVPSDE, "ve": VESDE}
 N = 2000
 
 # Options per sampler for the guided-sampling test; a sampler added to solvers.SAMPLERS later
-# (e.g. dpmpp_2m) runs with `steps=50` unless listed here.
+# (e.g. dpmpp_2m) runs with `steps=200` unless listed here (generous, so stochastic ones converge too).
 SAMPLER_OPTIONS = {
     "euler_maruyama": dict(steps=200), "pc": dict(steps=100, corrector="annealed_langevin", step_size=0.1),
     "ancestral": dict(steps=200), "reverse_diffusion": dict(steps=200),
@@ -72,7 +72,7 @@ def guided_run(ring, sampler, scale, y=0):
     # NCSN's corrector-only sampler runs on its own SDE (VE), as in test_sampling; the rest on VP.
     sde = VESDE() if sampler == "annealed_langevin" else VPSDE()
     score = classifier_guidance(ring.score_fn(sde), ring.classifier_fn(sde), y, scale)
-    opts = SAMPLER_OPTIONS.get(sampler, dict(steps=50))
+    opts = SAMPLER_OPTIONS.get(sampler, dict(steps=200))
     x, info = solvers.sample(sde, score, (N, 2), sampler, generator=torch.Generator().manual_seed(2),
                              dtype=F64, **opts)
     assert torch.isfinite(x).all()
