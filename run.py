@@ -14,6 +14,9 @@ Modes:
   compare every sampler of config.compare.samplers at every budget (steps, or tolerances for the
           adaptive ODE) on the trained model: nfe, seconds and sliced W1 to the test split, plus the
           data's own floor; for `mixture` data also with the exact score; writes compare.json, compare.png
+  train_classifier  the classifier of config.classifier (noise-conditional for guidance, or a clean-data
+          judge) into workdir/<classifier.dir>/; sample takes sampling.class_label / guidance / guidance_scale
+  inpaint, colorize  on test images with config.inpaint (mask spec, sampler); writes <mode>.png/.npz/.json
   all     train, then sample, then eval (what `python run.py` with no arguments does)
 
 Any config field can be overridden: --config.training.n_iters=2000 (or "--config.training.n_iters 2000").
@@ -31,10 +34,12 @@ from runner.config_io import apply_override, load_config, validate_config
 from runner.evaluate import run_eval
 from runner.sample import run_sample
 from runner.train import run_train
+from runner.train_classifier import run_train_classifier
+from runner.inpaint import run_inpaint
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 DEFAULT_WORKDIR = os.path.join("runs", "demo")
-MODES = ("train", "sample", "eval", "compare", "all")
+MODES = ("train", "sample", "eval", "compare", "train_classifier", "inpaint", "colorize", "all")
 
 
 def parse_args(argv):
@@ -88,6 +93,10 @@ def main(argv=None) -> int:
             run_eval(config, args.workdir)
         if args.mode == "compare":
             run_compare(config, args.workdir)
+        if args.mode == "train_classifier":
+            run_train_classifier(config, args.workdir)
+        if args.mode in ("inpaint", "colorize"):
+            run_inpaint(config, args.workdir, task=args.mode)
         if args.mode == "all":
             print(f"done in {time.time() - t0:.0f}s; outputs in {os.path.abspath(args.workdir)}: checkpoints/, "
                   f"metrics.jsonl, samples.npz, samples.png, sample.json, eval.json")

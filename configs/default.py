@@ -92,6 +92,12 @@ def get_default_config() -> ml_collections.ConfigDict:
     sampling.denoise = True
     sampling.seed = 1
     sampling.use_ema = True
+    # class-conditional sampling and guidance (issue 10; see runner/guided.py)
+    sampling.class_label = "none"     # none | an int, e.g. "3" | all (one row per class)
+    sampling.samples_per_class = 8    # with class_label=all
+    sampling.guidance = "none"        # none | classifier | cfg | universal
+    sampling.guidance_scale = 1.0     # classifier/universal: scale; cfg: w
+    sampling.classifier_workdir = ""  # where train_classifier wrote the classifier ("" = this workdir)
     # Keyword options per sampler name (see solvers.sample); only the block of the chosen
     # sampler is used, e.g. --config.sampling.sampler=ode --config.sampling.options.ode.rtol=1e-3.
     sampling.options = ml_collections.ConfigDict(dict(
@@ -124,6 +130,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     classifier.ch_mult = (1, 2)
     classifier.num_res_blocks = 1
     classifier.dropout = 0.1
+    classifier.num_groups = 32
     classifier.hidden = 128      # mlp
     classifier.num_blocks = 3    # mlp
     classifier.n_iters = 2000
@@ -132,6 +139,21 @@ def get_default_config() -> ml_collections.ConfigDict:
     classifier.weight_decay = 0.0
     classifier.seed = 10
     classifier.eval_times = (0.0, 0.1, 0.25, 0.5, 0.75)
+
+    # `--mode inpaint` / `--mode colorize` on test images (issue 10; runner/inpaint.py)
+    config.inpaint = inpaint = ml_collections.ConfigDict()
+    inpaint.mask = "right_half"  # left_half | right_half | top_half | bottom_half | box | random
+    inpaint.box = (0.25, 0.25, 0.75, 0.75)   # unknown box (row0, col0, row1, col1), fractions
+    inpaint.random_fraction = 0.5            # random: share of observed pixels
+    inpaint.num_images = 10
+    inpaint.sampler = "pc"       # pc | euler_maruyama | reverse_diffusion | ancestral | annealed_langevin
+    inpaint.steps = 500
+    inpaint.corrector = "langevin"
+    inpaint.snr = 0.16
+    inpaint.corrector_steps = 1
+    inpaint.recurrence = 1
+    inpaint.seed = 4
+    inpaint.use_ema = True
 
     config.eval = evaluate = ml_collections.ConfigDict()
     evaluate.num_samples = 0     # test examples to evaluate (0: the whole test split)

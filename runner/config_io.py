@@ -109,6 +109,12 @@ def validate_config(config) -> None:
             raise ValueError(f"config.compare.tolerances must hold numbers > 0, got {v!r}")
     if not isinstance(cmp.num_samples, int) or cmp.num_samples < 2:
         raise ValueError(f"config.compare.num_samples must be an int >= 2, got {cmp.num_samples!r}")
+    if "class_label" in config.sampling:      # guidance settings (issue 10)
+        from .guided import check_guidance_config
+        check_guidance_config(config)
+    if "inpaint" in config:
+        from .inpaint import check_inpaint_config
+        check_inpaint_config(config)
     if config.training.num_threads < 0:
         raise ValueError(f"config.training.num_threads must be >= 0 (0: torch default), "
                          f"got {config.training.num_threads!r}")

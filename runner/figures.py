@@ -4,13 +4,14 @@ from __future__ import annotations
 import math
 
 
-def save_image_grid(images_uint8, path: str, scale: int = 0) -> None:
-    """uint8 `[N, C, H, W]` -> one PNG grid (ceil(sqrt N) columns, 1-pixel gaps), upscaled to >= 256 px."""
+def save_image_grid(images_uint8, path: str, scale: int = 0, cols: int = 0) -> None:
+    """uint8 `[N, C, H, W]` -> one PNG grid (`cols` columns, default ceil(sqrt N); 1-pixel gaps),
+    upscaled to >= 256 px."""
     import numpy as np
     from PIL import Image
     x = images_uint8.numpy() if hasattr(images_uint8, "numpy") else images_uint8
     n, c, h, w = x.shape
-    cols = int(math.ceil(math.sqrt(n)))
+    cols = cols or int(math.ceil(math.sqrt(n)))
     rows = int(math.ceil(n / cols))
     grid = np.full((rows * (h + 1) + 1, cols * (w + 1) + 1, c), 255, dtype=np.uint8)
     for i in range(n):

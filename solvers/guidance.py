@@ -18,7 +18,7 @@ exactly `gm.component(y).score_fn(sde)`; the tests check that, and every sampler
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Union
+from typing import Callable, Union
 
 import torch
 

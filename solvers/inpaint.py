@@ -37,7 +37,7 @@ INPAINT_SAMPLERS = {"pc": ("reverse_diffusion", "langevin"), "euler_maruyama": (
 
 
 def _run(sde, score_fn, x_known, replace, *, sampler="pc", predictor=None, corrector=None, snr=0.16,
-         corrector_steps=1, step_size=0.2, steps=None, eps=None, recurrence=1,
+         corrector_steps=1, step_size=0.2, steps=None, eps=None, recurrence=1, denoise=False,
          generator: Optional[torch.Generator] = None, progress=False):
     """The replacement PC loop shared by inpaint / colorize / project_inpaint."""
     check_choice("inpainting sampler", sampler, tuple(INPAINT_SAMPLERS))
@@ -78,7 +78,7 @@ def _run(sde, score_fn, x_known, replace, *, sampler="pc", predictor=None, corre
 
     info = SampleInfo(sampler=f"inpaint:{sampler}", options=dict(
         predictor=predictor, corrector=corrector, steps=steps, corrector_steps=n_corr, recurrence=recurrence,
-        eps=eps, **ckw))
+        eps=eps, denoise=bool(denoise), **ckw))
     iterator = range(steps)
     if progress:
         from tqdm.auto import tqdm
@@ -98,6 +98,10 @@ def _run(sde, score_fn, x_known, replace, *, sampler="pc", predictor=None, corre
                 if r + 1 < recurrence:      # re-noise t_next -> t with the exact one-step forward kernel
                     a, b2, _ = ancestral_coeffs(qsde, t, dt)
                     x = expand_as_batch(a, x) * x + expand_as_batch(b2.sqrt(), x) * noise.randn()
+        if denoise:     # Tweedie at eps on the whole state, then the known part is put back exactly
+            t_eps = grid[-1].expand(B)
+            m, s = qsde.marginal_coeffs(t_eps)
+            x = (x + expand_as_batch(s ** 2, x) * counted(x, t_eps)) / expand_as_batch(m, x)
         x = replace(x, x_known)
     info.nfe, info.steps, info.seconds = counted.nfe, steps, timer.seconds
     return x, info
@@ -126,7 +130,8 @@ def inpaint(sde, score_fn, x_known: Tensor, mask, sampler: str = "pc", **options
         sampler: "pc" (options `predictor`, `corrector`, `snr`, `corrector_steps`, `step_size`), or
                  the fixed pairs "euler_maruyama", "reverse_diffusion", "ancestral", "annealed_langevin".
         options: `steps` (default sde.N), `eps`, `recurrence` (k >= 1: RePaint-style resampling, each
-                 step repeated k times with a forward re-noising in between), `generator`, `progress`.
+                 step repeated k times with a forward re-noising in between), `denoise` (a final
+                 Tweedie step at eps, +1 NFE, before the last replacement), `generator`, `progress`.
 
     Returns:
         (x, info): x equals x_known exactly where mask is True; `info.nfe` counts score calls.

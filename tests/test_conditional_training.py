@@ -160,3 +160,40 @@ def test_conditional_training_runs_and_checks_labels(tmp_path):
     cfg.data.dataset, cfg.training.label_dropout = "mixture", 2.0
     with pytest.raises(ValueError, match="label_dropout"):
         train(cfg, str(tmp_path / "d"))
+
+
+def test_conditional_resume_is_bit_exact(tmp_path):
+    """Label dropout draws from the checkpointed generator: 6 steps = 3 steps + resume, with dropout in the net."""
+    from training import train
+    cfg = mixture_config()
+    cfg.model.num_classes, cfg.training.label_dropout, cfg.model.dropout = 2, 0.5, 0.2
+    cfg.training.batch_size, cfg.training.progress, cfg.training.snapshot_freq = 16, False, 3
+    cfg.model.hidden, cfg.model.num_blocks = 16, 1
+    cfg.training.n_iters = 6
+    full = train(cfg, str(tmp_path / "a"))
+    cfg.training.n_iters = 3
+    train(cfg, str(tmp_path / "b"))
+    cfg.training.n_iters = 6
+    resumed = train(cfg, str(tmp_path / "b"))
+    assert all(torch.equal(a, b) for a, b in zip(full.model.parameters(), resumed.model.parameters()))
+    assert not torch.equal(full.model.label_embed.table.weight, torch.zeros_like(full.model.label_embed.table.weight))
+
+
+def test_fashion_mnist_labels_from_idx_files(tmp_path):
+    import struct
+
+    def write_idx(path, arr):
+        with open(path, "wb") as f:
+            f.write(struct.pack(">HBB", 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes())
+    rng = np.random.default_rng(0)
+    tr, te = rng.integers(0, 256, (12, 28, 28), dtype=np.uint8), rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte", tr)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", te)
+    cfg = get_default_config()
+    cfg.data.dataset, cfg.data.path, cfg.data.image_size = "fashion_mnist", str(tmp_path), 28
+    assert get_dataset(cfg).train_labels is None          # no label files: an unlabelled set
+    ytr, yte = np.arange(12, dtype=np.uint8) % 10, np.array([9, 8, 7, 6, 5], dtype=np.uint8)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", ytr)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", yte)
+    ds = get_dataset(cfg)
+    assert ds.num_classes == 10 and ds.train_labels.tolist() == ytr.tolist() and ds.test_labels.tolist() == yte.tolist()

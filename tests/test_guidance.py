@@ -14,7 +14,7 @@ SDES = {"vp": VPSDE, "subvp": subVPSDE, "ve": VESDE}
 N = 2000
 
 # Options per sampler for the guided-sampling test; a sampler added to solvers.SAMPLERS later
-# (e.g. dpmpp_2m) runs with `steps=50` unless listed here.
+# (e.g. dpmpp_2m) runs with `steps=200` unless listed here (generous, so stochastic ones converge too).
 SAMPLER_OPTIONS = {
     "euler_maruyama": dict(steps=200), "pc": dict(steps=100, corrector="annealed_langevin", step_size=0.1),
     "ancestral": dict(steps=200), "reverse_diffusion": dict(steps=200),
@@ -75,7 +75,7 @@ def guided_run(ring, sampler, scale, y=0):
     # NCSN's corrector-only sampler runs on its own SDE (VE), as in test_sampling; the rest on VP.
     sde = VESDE() if sampler == "annealed_langevin" else VPSDE()
     score = classifier_guidance(ring.score_fn(sde), ring.classifier_fn(sde), y, scale)
-    opts = SAMPLER_OPTIONS.get(sampler, dict(steps=50))
+    opts = SAMPLER_OPTIONS.get(sampler, dict(steps=200))
     x, info = solvers.sample(sde, score, (N, 2), sampler, generator=torch.Generator().manual_seed(2),
                              dtype=F64, **opts)
     assert torch.isfinite(x).all()
@@ -153,6 +153,8 @@ def test_inpaint_keeps_known_exactly_and_counts(ring):
                       generator=torch.Generator().manual_seed(0))
     assert torch.equal(x[:, 0], xk[:, 0]) and torch.isfinite(x).all() and (x[:, 1].abs() < 10).all()
     assert info.nfe == 20 * 2 * (1 + 2)
+    x, info = inpaint(sde, ring.score_fn(sde), xk, mask, steps=20, denoise=True, generator=torch.Generator())
+    assert torch.equal(x[:, 0], xk[:, 0]) and info.nfe == 20 * 2 + 1 and info.options["denoise"]
     with pytest.raises(ValueError, match="mask must be a bool"):
         inpaint(sde, ring.score_fn(sde), xk, torch.tensor([1, 0]), steps=5)
     with pytest.raises(ValueError, match="does not broadcast"):

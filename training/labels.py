@@ -16,11 +16,16 @@ import torch
 Tensor = torch.Tensor
 
 
+def check_label_dropout(p) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not (0.0 <= p <= 1.0):
+        raise ValueError(f"training.label_dropout must lie in [0, 1], got {p!r}")
+    return float(p)
+
+
 def drop_labels(y: Tensor, p: float, null_label: int, generator: Optional[torch.Generator] = None) -> Tensor:
     """Label dropout (Ho & Salimans 2022): each label becomes `null_label` with probability p, so one
     network learns the conditional and the unconditional score."""
-    if not (0.0 <= p <= 1.0):
-        raise ValueError(f"training.label_dropout must lie in [0, 1], got {p!r}")
+    check_label_dropout(p)
     if p == 0.0:
         return y
     drop = torch.rand(y.shape, generator=generator, device=y.device) < p

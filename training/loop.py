@@ -147,10 +147,9 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: int = 0
     # probability training.label_dropout (classifier-free guidance)
     num_classes = int(config.model.get("num_classes", 0))
     if num_classes:
-        from .labels import check_labels, drop_labels
+        from .labels import check_label_dropout, check_labels, drop_labels
         check_labels(dataset, num_classes)
-        label_dropout = float(tcfg.get("label_dropout", 0.0))
-        drop_labels(dataset.train_labels[:1], label_dropout, num_classes)   # validates the rate up front
+        label_dropout = check_label_dropout(tcfg.get("label_dropout", 0.0))
 
     def snapshot(step):
         blob = {"step": step, "model": model.state_dict(), "ema": ema.state_dict(),

@@ -1,0 +1,12 @@
+"""`--mode train_classifier`: the classifier of `config.classifier` (noise-conditional for guidance,
+or a clean-data judge), written to workdir/<classifier.dir>/."""
+from __future__ import annotations
+
+
+def run_train_classifier(config, workdir):
+    from training.classifier import train_classifier
+    net, report = train_classifier(config, workdir, progress=bool(config.training.get("progress", True)))
+    acc = ", ".join(f"t={t}: {v['accuracy']:.3f}" for t, v in report["test_accuracy"].items())
+    print(f"trained classifier ({'noise-conditional' if report['noise_conditional'] else 'clean data'}) for "
+          f"{report['steps']} steps; test accuracy {acc}; checkpoint: {report['checkpoint']}")
+    return report
