@@ -6,16 +6,17 @@ import math
 import os
 import time
 
-from .common import restored_score_fn
+from .common import restored_score_fn, run_dir, setup
 
 
-def run_eval(config, workdir):
+def run_eval(config, workdir, checkpoint=None):
     import torch
     import solvers
     from training.data import dequantize, get_dataset
 
     e = config.eval
-    sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, e.use_ema)
+    device, here = setup(config)
+    sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, e.use_ema, checkpoint, device)
     ds = get_dataset(config)
     x = ds.test if e.num_samples == 0 else ds.test[:e.num_samples]
     gen = torch.Generator().manual_seed(e.seed)
@@ -24,7 +25,7 @@ def run_eval(config, workdir):
     t0 = time.time()
     bpd, nfe = [], 0
     for i in range(0, x.shape[0], e.batch_size):
-        xb = x[i:i + e.batch_size]
+        xb = x[i:i + e.batch_size].to(device)
         res = solvers.log_likelihood(sde, score_fn, xb, trace=e.trace, method=e.method, rtol=e.rtol, atol=e.atol,
                                      generator=gen)
         nfe += res.nfe
@@ -41,8 +42,9 @@ def run_eval(config, workdir):
               "trace": e.trace, "method": e.method, "rtol": e.rtol, "atol": e.atol, "nfe": nfe,
               "seconds": round(time.time() - t0, 3), "use_ema": e.use_ema, "checkpoint": ckpt, "step": step,
               "dataset": ds.name, "split": "test"}
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
+    out = os.path.join(run_dir(workdir, "eval", step, e.trace), "eval.json")
+    with open(out, "w") as f:
         json.dump(report, f, indent=2)
     print(f"test bits/dim {report['bits_per_dim']:.4f} +- {stderr:.4f} (n={n}, {e.trace} trace, "
-          f"{nfe} score evaluations, {report['seconds']:.1f}s): {os.path.join(workdir, 'eval.json')}")
+          f"{nfe} score evaluations, {report['seconds']:.1f}s): {out}")
     return report
