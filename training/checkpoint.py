@@ -129,14 +129,15 @@ def load_checkpoint(path: str, required: Optional[dict] = None) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        msg = str(e)
-        if "weights_only" in msg or "Unsupported global" in msg or "WeightsUnpickler" in msg:
+        with open(path, "rb") as f:
+            is_zip = f.read(4) == b"PK\x03\x04"      # torch.save writes a zip archive
+        if is_zip and "Unsupported global" in str(e):
             why = ("holds Python objects other than tensors and plain containers, refused by "
                    "torch.load(weights_only=True) (not a checkpoint written by scoresde?)")
-        elif isinstance(e, (RuntimeError, EOFError)) or "zip" in msg.lower() or "pickle" in msg.lower():
-            why = f"is not a readable torch checkpoint (truncated or not a torch file: {_first_line(e)})"
+        elif not is_zip:
+            why = "is not a readable torch checkpoint (not a zip archive written by torch.save)"
         else:
-            why = f"cannot be read: {_first_line(e)}"
+            why = f"is not a readable torch checkpoint (truncated or corrupted: {_first_line(e)})"
         raise ValueError(f"checkpoint {path!r} {why}") from None
     if required:
         if not isinstance(state, dict):
