@@ -7,7 +7,7 @@ What a mode calls to be device-, rank- and run-directory-aware:
                                                       checkpoint=STEP_or_None, device=device)
     out_dir = run_dir(workdir, "eval", step, tag)   # rank 0 creates, every rank gets the path
     for lo, hi, mine in batches(n, batch_size):     # this rank's slice `mine` of rows lo..hi-1
-        y = ...(rows in mine)...; y_all = gather(y, lo, hi)   # all rows lo..hi-1, every rank
+        y = ...(rows in mine)...; y_all = gather(y, lo, hi, batch_size)   # all rows lo..hi-1, every rank
     if dist.is_main: write files into out_dir
 """
 from __future__ import annotations
@@ -63,23 +63,29 @@ def run_dir(workdir, kind, step, tag):
     return distributed.broadcast_object(new_run_dir(workdir, kind, step, tag) if here.is_main else None)
 
 
+def _part(lo, hi, batch_size, rank):
+    return range(min(hi, lo + rank * batch_size), min(hi, lo + (rank + 1) * batch_size))
+
+
 def batches(n, batch_size):
     """Rounds of work over the ranks: (lo, hi, mine) with rows lo..hi-1 of this round
-    (world_size * batch_size of them) and this rank's contiguous part `mine` (a range)."""
+    (world_size * batch_size of them) and this rank's part `mine` (a range of at most
+    batch_size rows). Rank r of round k holds batch k * world_size + r of a one-process run
+    with the same batch size, so every batch, and hence every result, is the same whatever the
+    number of processes (bit for bit: even the floating-point sums inside a batch agree)."""
     from training import distributed
     here = distributed.current()
     per_round = batch_size * here.world_size
     for lo in range(0, n, per_round):
         hi = min(n, lo + per_round)
-        part = distributed.shard(hi - lo, here.rank, here.world_size)
-        yield lo, hi, range(lo + part.start, lo + part.stop)
+        yield lo, hi, _part(lo, hi, batch_size, here.rank)
 
 
-def gather(y, lo, hi):
+def gather(y, lo, hi, batch_size):
     """Every rank's rows of round lo..hi-1 (see `batches`), concatenated in order, on every rank."""
     from training import distributed
     here = distributed.current()
-    counts = [len(distributed.shard(hi - lo, r, here.world_size)) for r in range(here.world_size)]
+    counts = [len(_part(lo, hi, batch_size, r)) for r in range(here.world_size)]
     return distributed.gather_rows(y, counts)
 
 

@@ -4,8 +4,11 @@ Each run writes a fresh `workdir/samples/step<step>-<sampler>-<NNN>/` with `samp
 (`samples` float32, and `images_uint8` for images), `samples.png` (a grid of the first 64,
 or a scatter against the test split) and `sample.json`; the last line of stdout is the
 `.npz` path. Samples are drawn `sampling.batch_size` at a time (per process) and streamed to
-disk, sample i from its own seed `training.distributed.sample_seeds(sampling.seed, i, i+1)`,
-so it is the same whatever the batch size and the number of processes (torchrun). A batch with
+disk, sample i from its own seed `training.distributed.sample_seeds(sampling.seed, i, i+1)`:
+its noise is the same whatever the batch size and the number of processes (torchrun), and with
+torchrun every process draws exactly the batches a one-process run draws, so the samples are
+bit-identical to it. (Another batch size gives the same noise; the network's batched float
+arithmetic may then differ in the last bits, which chaotic samplers can amplify.) A batch with
 any non-finite sample stops the run: nothing is written and RunFailed names the sampler.
 """
 from __future__ import annotations
@@ -64,7 +67,7 @@ def run_sample(config, workdir, checkpoint=None):
                 nfes.append(info.nfe)
             else:
                 x = torch.zeros((0, *dims), device=device)
-            x = gather(x, lo, hi)
+            x = gather(x, lo, hi, s.batch_size)
             bad = int((~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).sum())
             if bad:
                 raise RunFailed(

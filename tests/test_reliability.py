@@ -230,7 +230,10 @@ def test_samples_do_not_depend_on_batch_size(trained, tmp_path, capsys):
         assert run.main(["--workdir", wd, "--mode", "sample", f"--config.sampling.batch_size={b}"]) == 0
         paths.append(capsys.readouterr().out.strip().splitlines()[-1])
     x = [np.load(p)["samples"] for p in paths]
-    assert x[0].shape == (20, 2) and np.array_equal(x[0], x[1]) and np.array_equal(x[0], x[2])
+    # per-sample seeds: the same noise in any batch (the network's batched float sums may differ in the last bits)
+    assert x[0].shape == (20, 2)
+    np.testing.assert_allclose(x[1], x[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(x[2], x[0], rtol=1e-5, atol=1e-6)
     import json
     assert json.load(open(os.path.join(os.path.dirname(paths[1]), "sample.json")))["batches"] == 3
     assert not [f for d, _, fs in os.walk(wd) for f in fs if f.startswith(".tmp-")]
