@@ -53,7 +53,8 @@ def parse_args(argv):
     parser.add_argument("--config", default=None,
                         help="config file with get_config() (default: the workdir's saved config, else the demo)")
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help=f"output directory (default: {DEFAULT_WORKDIR})")
-    parser.add_argument("--mode", default="all", help=f"one of {list(MODES)} (default: all)")
+    parser.add_argument("--mode", default="all", metavar="{" + ",".join(MODES) + "}",
+                        help="what to run (default: all = train, sample, eval)")
     parser.add_argument("--checkpoint", default=None,
                         help="step of the checkpoint that sample, eval and compare use (default: the latest)")
     args, rest = parser.parse_known_args(argv)
@@ -95,6 +96,10 @@ def main(argv=None) -> int:
         check_workdir(args.workdir)
         config, _ = resolve_config(args.config, overrides, args.workdir, DEFAULT_CONFIG)
         validate_config(config)
+        from training.distributed import env_world
+        if env_world().world_size > 1 and args.mode in ("eval", "compare", "all"):
+            raise ValueError(f"--mode {args.mode} does not shard eval/compare over processes yet; under torchrun "
+                             f"use --mode train or --mode sample, and run eval/compare with one process")
         if args.mode in ("sample", "eval", "compare"):
             from training.checkpoint import find_checkpoint
             find_checkpoint(os.path.join(args.workdir, "checkpoints"), args.checkpoint)
