@@ -138,7 +138,7 @@ def _weights_finite(*modules) -> bool:
     return bool(torch.stack(flags).all()) if flags else True
 
 
-def _per_rank(value, rank, world_size, what, ckpt):
+def _per_rank(value, rank, world_size):
     """A per-rank state saved by `world_size` ranks (a list), or a single-process one (not a list)."""
     if not isinstance(value, list):
         return value if world_size == 1 else None
@@ -159,8 +159,8 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optiona
     `on_samples`. Holds the workdir lock (rank 0) for the whole run.
 
     Device: `config.device`; precision: `training.precision` (see training.device). Under
-    torchrun (a started process group, or explicit rank/world_size) the model is wrapped in
-    DistributedDataParallel, each rank draws its own shard of every batch
+    torchrun (a started process group) the model is wrapped in DistributedDataParallel
+    (`wrap_model` replaces that wrapper), each rank draws its own shard of every batch
     (`training.batch_size` is the global batch) with its own noise seed, and rank 0 writes.
 
     Raises NonFiniteLossError on a NaN/inf loss or gradient (before the update) or non-finite
@@ -222,7 +222,7 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
             raise ValueError(f"checkpoint {ckpt!r} does not fit the model built from the config "
                              f"(different model settings?): {str(e).splitlines()[0]}") from None
         step0 = int(saved["step"])
-        streams = [_per_rank(saved.get(k), rank, world_size, k, ckpt)
+        streams = [_per_rank(saved.get(k), rank, world_size)
                    for k in ("sampler", "noise_generator", "torch_rng")]
         if any(v is None for v in streams):
             # saved by another number of processes: restart the data and noise streams from (seed, step)
@@ -242,7 +242,7 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
     train_model = model
     if wrap_model is not None:
         train_model = wrap_model(model)
-    elif world_size > 1:
+    elif world_size > 1 and distributed.current().enabled:
         from torch.nn.parallel import DistributedDataParallel
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if tcfg.get("compile", False):
