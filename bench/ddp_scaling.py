@@ -76,6 +76,7 @@ def main():
               "global_batch": 64, "train_steps": a.steps, "samples": a.samples, "sampler": "ddim, 50 steps",
               "threads_per_process": a.threads, "cpu_count": os.cpu_count(), "repeats": a.repeats,
               "runs": runs, "median": med, "median_pairwise_ratio_2_over_1": ratios,
+              "load_average_at_end": os.getloadavg(),
               "note": "shared 2-core machine with other jobs running; wall-clock numbers are noisy"}
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "ddp_scaling.json"), "w") as f:
