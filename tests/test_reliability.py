@@ -90,12 +90,15 @@ def test_stale_temp_files_are_cleaned_on_start(trained, tmp_path):
     stale = [os.path.join(ck, ".tmp-checkpoint_abc.pt"), os.path.join(ck, f".tmp-{dead_pid()}-checkpoint_x.pt")]
     os.makedirs(os.path.join(wd, "samples", "old"))
     stale.append(os.path.join(wd, "samples", "old", f".tmp-{dead_pid()}-samples.npy"))
+    from training.workdir import _host
+    stale.append(os.path.join(wd, "samples", "old", f".tmp-{dead_pid()}@{_host()}-samples.npy"))
     live = os.path.join(wd, "samples", "old", f".tmp-{os.getppid()}-samples.npy")   # a live writer's file
-    for p in stale + [live]:
+    remote = os.path.join(wd, f".tmp-{dead_pid()}@another_host-config.py")  # a pid of another machine
+    for p in stale + [live, remote]:
         open(p, "wb").write(b"x" * 10)
     assert run.main(["--workdir", wd, "--mode", "train", "--config.training.n_iters=3"]) == 0
-    assert not any(os.path.exists(p) for p in stale) and os.path.exists(live)
-    assert clean_stale_temp(wd, all_pids=True) == [live]
+    assert not any(os.path.exists(p) for p in stale) and os.path.exists(live) and os.path.exists(remote)
+    assert sorted(clean_stale_temp(wd, all_pids=True)) == sorted([live, remote])
 
 
 def test_kill_9_during_checkpoint_write_leaves_no_temp(trained, tmp_path):

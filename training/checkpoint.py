@@ -3,7 +3,7 @@
 A crash at any moment leaves either the previous set of checkpoints or the new one,
 never a truncated `checkpoint_<step>.pt` (os.replace is atomic within a filesystem).
 Files are `checkpoint_<step:09d>.pt`; the newest `keep` are kept (plus any `protect`ed one).
-Temporary files are `.tmp-<pid>-checkpoint_*.pt` so a later start can tell a dead writer's
+Temporary files are `.tmp-<pid>@<host>-checkpoint_*.pt` so a later start can tell a dead writer's
 leftovers (`training.workdir.clean_stale_temp`).
 
 `load_checkpoint` reads with `weights_only=True` (tensors and plain containers only) and
@@ -18,6 +18,8 @@ import tempfile
 from typing import List, Optional
 
 import torch
+
+from .workdir import temp_prefix
 
 _NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
 
@@ -63,7 +65,7 @@ def save_checkpoint(ckpt_dir: str, state: dict, step: int, keep: int = 3, protec
         raise ValueError(f"keep must be >= 1, got {keep}")
     os.makedirs(ckpt_dir, exist_ok=True)
     final = checkpoint_path(ckpt_dir, step)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-checkpoint_", suffix=".pt", dir=ckpt_dir)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix() + "checkpoint_", suffix=".pt", dir=ckpt_dir)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)

@@ -5,7 +5,7 @@ the holder's pid and host. The kernel releases a flock when its holder dies (eve
 so a lock file left by a dead process is stale by construction and simply taken over; a
 second live process gets a ValueError naming the workdir and the holder's pid.
 
-Temporary files are written as `.tmp-<pid>-<name>` next to their final name and renamed into
+Temporary files are written as `.tmp-<pid>@<host>-<name>` next to their final name and renamed into
 place (`os.replace`, atomic). `clean_stale_temp` removes those whose writer is no longer
 alive (or, with `all_pids=True`, every one: callers that hold the lock know nobody else writes).
 """
@@ -18,7 +18,16 @@ import socket
 from typing import List
 
 LOCK_NAME = ".lock"
-_TMP = re.compile(r"^\.tmp-(\d+)?-?")
+_TMP = re.compile(r"^\.tmp-(?:(\d+)(?:@([A-Za-z0-9_]+))?-)?")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
+
+
+def temp_prefix() -> str:
+    """`.tmp-<pid>@<host>-`: whose file it is, so a later start can tell a dead writer's leftovers."""
+    return f".tmp-{os.getpid()}@{_host()}-"
 
 
 def pid_alive(pid: int) -> bool:
@@ -95,15 +104,16 @@ def lock_workdir(workdir: str) -> WorkdirLock:
 
 
 def temp_name(directory: str, name: str) -> str:
-    """The temporary path to write `name` through: `.tmp-<pid>-<name>` in the same directory."""
-    return os.path.join(directory, f".tmp-{os.getpid()}-{name}")
+    """The temporary path to write `name` through: `.tmp-<pid>@<host>-<name>` in the same directory."""
+    return os.path.join(directory, temp_prefix() + name)
 
 
 def clean_stale_temp(directory: str, all_pids: bool = False) -> List[str]:
     """Remove `.tmp-*` files under `directory` (recursively) whose writer is dead; return them.
 
-    A temp file without a pid in its name (written by an older version) counts as stale only
-    with `all_pids=True`.
+    Only files written on this host are judged (a pid means nothing on another machine of a
+    shared file system). A temp file without a pid in its name (an older version's) counts as
+    stale only with `all_pids=True`.
     """
     removed = []
     if not os.path.isdir(directory):
@@ -114,7 +124,8 @@ def clean_stale_temp(directory: str, all_pids: bool = False) -> List[str]:
             if not m:
                 continue
             pid = int(m.group(1)) if m.group(1) else None
-            if all_pids or (pid is not None and pid != os.getpid() and not pid_alive(pid)):
+            here = m.group(2) in (None, _host())
+            if all_pids or (pid is not None and here and pid != os.getpid() and not pid_alive(pid)):
                 path = os.path.join(root, f)
                 try:
                     os.remove(path)
