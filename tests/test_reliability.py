@@ -101,6 +101,7 @@ def test_stale_temp_files_are_cleaned_on_start(trained, tmp_path):
     assert sorted(clean_stale_temp(wd, all_pids=True)) == sorted([live, remote])
 
 
+@pytest.mark.slow
 def test_kill_9_during_checkpoint_write_leaves_no_temp(trained, tmp_path):
     """A real kill -9 while torch.save writes: on the next start the temp file is removed and training resumes."""
     wd = copy_of(trained, tmp_path)
