@@ -35,7 +35,7 @@ import sys
 import time
 
 from runner.compare import run_compare
-from runner.config_io import validate_config
+from runner.config_io import apply_override, load_config, validate_config  # noqa: F401 (public: bench/ uses run.load_config)
 from runner.rundir import resolve_config
 from runner.evaluate import run_eval
 from runner.sample import run_sample
