@@ -166,4 +166,5 @@ def check_state_dict(path: str, where: str, sd) -> None:
     bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise ValueError(f"checkpoint {path!r}: '{where}' holds non-finite weights ({bad[:3]}"
-                         f"{' ...' if len(bad) > 3 else ''}); use an earlier checkpoint (--checkpoint STEP)")
+                         f"{' ...' if len(bad) > 3 else ''}); sample/eval/compare can use an earlier one with "
+                         f"--checkpoint STEP; to resume training from an earlier one, move this file away")
