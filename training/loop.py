@@ -235,6 +235,9 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
             sampler.load_state_dict(streams[0])
             noise_gen.set_state(streams[1])
             torch.set_rng_state(streams[2])
+            cuda_rng = _per_rank(saved.get("cuda_rng"), rank, world_size)
+            if device.type == "cuda" and cuda_rng is not None:     # dropout on the GPU
+                torch.cuda.set_rng_state(cuda_rng, device)
         if scaler is not None and saved.get("grad_scaler"):
             scaler.load_state_dict(saved["grad_scaler"])
         state.step, state.checkpoint = step0, ckpt
@@ -263,7 +266,8 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
                 f"{protect or 'none written yet'} (try a lower training.lr or training.grad_clip > 0)")
         per_rank = distributed.all_gather_objects(
             {"sampler": sampler.state_dict(), "noise_generator": noise_gen.get_state(),
-             "torch_rng": torch.get_rng_state()})
+             "torch_rng": torch.get_rng_state(),
+             **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})})
         if not is_main:
             return None
         blob = {"step": step, "model": model.state_dict(), "ema": ema.state_dict(),
