@@ -63,7 +63,7 @@ def parse_args(argv):
         arg = rest[i]
         if not arg.startswith("--config."):
             raise ValueError(f"unrecognised argument {arg!r}; expected --config FILE, --workdir DIR, "
-                             f"--mode {{{','.join(MODES)}}} or --config.<field>=<value>")
+                             f"--mode {{{','.join(MODES)}}}, --checkpoint STEP or --config.<field>=<value>")
         if "=" in arg:
             key, val = arg[2:].split("=", 1)
         else:
@@ -125,14 +125,14 @@ def main(argv=None) -> int:
         return 0
     except ValueError as e:
         _discard_new_workdir(workdir, existed)
-        print(f"error: {e}", file=sys.stderr)
+        _error(e)
         return 2
     except RuntimeError as e:
         from runner.common import RunFailed
         from training import NonFiniteLossError
         if isinstance(e, (NonFiniteLossError, RunFailed)):
             _discard_new_workdir(workdir, existed)
-            print(f"error: {e}", file=sys.stderr)
+            _error(e)
             return 1
         raise
     except KeyboardInterrupt:
@@ -141,6 +141,12 @@ def main(argv=None) -> int:
     finally:
         from training import distributed
         distributed.shutdown()
+
+
+def _error(e) -> None:
+    """One `error:` line on stderr (under torchrun from rank 0 only: every rank fails alike)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"error: {e}", file=sys.stderr)
 
 
 def _discard_new_workdir(workdir, existed):
