@@ -9,6 +9,10 @@ What a mode calls to be device-, rank- and run-directory-aware:
     for lo, hi, mine in batches(n, batch_size):     # this rank's slice `mine` of rows lo..hi-1
         y = ...(rows in mine)...; y_all = gather(y, lo, hi, batch_size)   # all rows lo..hi-1, every rank
     if dist.is_main: write files into out_dir
+Randomness per row (eval's dequantisation noise and Hutchinson probes, compare's samples)
+should come from per-row seeds (`training.distributed.sample_seeds(seed, mine.start,
+mine.stop)`) so results do not depend on the number of processes; then drop the mode from
+the torchrun refusal in run.py (today eval, compare and all refuse world_size > 1).
 """
 from __future__ import annotations
 
