@@ -135,6 +135,10 @@ def main(argv=None) -> int:
             _error(e)
             return 1
         raise
+    except OSError as e:     # disk full, permissions changed mid-run, ...: one line, not a traceback
+        _discard_new_workdir(workdir, existed)
+        _error(f"{type(e).__name__}: {e}")
+        return 1
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130

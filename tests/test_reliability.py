@@ -270,6 +270,13 @@ def test_bad_values_fail_before_any_directory(tmp_path, capsys, override, messag
         assert not wd.exists()
 
 
+def test_workdir_below_a_file_is_refused(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert run.main(["--workdir", str(f / "sub" / "run"), "--mode", "train"] + TINY) == 2
+    one_error_line(capsys, "is a file, not a directory")
+
+
 @pytest.mark.parametrize("argv", [
     ["--mode", "sample"],                                         # no checkpoint
     ["--mode", "train", "--config.data.dataset=array", "--config.data.path=/nonexistent.npy"],   # bad data

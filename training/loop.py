@@ -58,6 +58,13 @@ def check_workdir(workdir: str) -> None:
         raise ValueError(f"workdir must be a non-empty path, got {workdir!r}")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f"workdir {workdir!r} exists and is not a directory")
+    parent = os.path.abspath(workdir)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"cannot create workdir {workdir!r}: {parent!r} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"workdir {workdir!r}: {parent!r} is not writable by this user")
 
 
 def _check_training_config(t) -> None:
