@@ -69,7 +69,12 @@ def save_loss_plot(metrics_path: str, path: str) -> None:
     import matplotlib.pyplot as plt
     if not os.path.exists(metrics_path):
         return
-    rows = [json.loads(line) for line in open(metrics_path) if line.strip()]
+    rows = []
+    for line in open(metrics_path):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:          # a line cut short by a killed process
+            continue
     train = sorted({r["step"]: r["loss"] for r in rows if "loss" in r}.items())
     held = sorted({r["step"]: (r["eval_loss"], r["eval_loss_stderr"]) for r in rows if "eval_loss" in r}.items())
     if not train and not held:

@@ -123,3 +123,19 @@ def test_training_writes_loss_plot_grids_and_heldout_loss(tmp_path):
     assert [r["step"] for r in held] == [2, 4] and all(r["eval_loss"] > 0 and r["eval_loss_stderr"] > 0 for r in held)
     assert os.path.getsize(os.path.join(wd, "loss.png")) > 1000
     assert os.listdir(os.path.join(wd, "train_samples")) == ["step000000004.png"]
+
+
+def test_unreadable_saved_config_and_cut_metrics_line(trained, tmp_path, capsys):
+    import shutil
+    wd = str(tmp_path / "copy")
+    shutil.copytree(trained, wd)
+    with open(os.path.join(wd, "metrics.jsonl"), "a") as f:
+        f.write('{"step": 5, "lo')                # a line cut short by kill -9
+    assert run.main(["--workdir", wd, "--mode", "train", "--config.training.n_iters=6"]) == 0
+    assert os.path.getsize(os.path.join(wd, "loss.png")) > 1000
+    last = json.loads(open(os.path.join(wd, "metrics.jsonl")).read().splitlines()[-1])
+    assert last["step"] == 6                        # the new rows start on a line of their own
+    open(os.path.join(wd, "config.py"), "w").write("CONFIG = {broken")
+    assert run.main(["--workdir", wd, "--mode", "sample"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: saved config") and "is unreadable" in err and err.count("\n") == 1

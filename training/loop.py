@@ -289,7 +289,7 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
     from tqdm import tqdm
     bar = tqdm(total=tcfg.n_iters, initial=state.step, disable=not (progress and is_main),
                desc="train", dynamic_ncols=True, leave=True)
-    metrics = open(os.path.join(workdir, "metrics.jsonl"), "a") if is_main else None
+    metrics = _open_metrics(os.path.join(workdir, "metrics.jsonl")) if is_main else None
     # `good`: last checkpoint with finite weights whose weights also gave a finite loss;
     # `pending`: written, but its loss is not known yet (it is the next step's loss).
     good, pending = state.checkpoint, None
@@ -356,6 +356,16 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
         if metrics is not None:
             metrics.close()
     return state
+
+
+def _open_metrics(path: str):
+    """metrics.jsonl for appending; a last line cut short by a killed process is ended first."""
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+    return open(path, "a")
 
 
 def _place_data(train: Tensor, device: torch.device) -> Tensor:
