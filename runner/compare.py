@@ -42,8 +42,9 @@ def run_compare(config, workdir, checkpoint=None):
     for score_name, score_fn in score_fns:
         for name in c.samplers:
             for budget, options in compare_budgets(config, name):
-                gen = torch.Generator(device=device).manual_seed(c.seed)
-                x, info = solvers.sample(sde, score_fn, shape, sampler=name, generator=gen, device=device,
+                dev = device if score_name == "model" else torch.device("cpu")   # the oracle lives on the CPU
+                gen = torch.Generator(device=dev).manual_seed(c.seed)
+                x, info = solvers.sample(sde, score_fn, shape, sampler=name, generator=gen, device=dev,
                                          denoise=config.sampling.denoise, **options)
                 x = x.cpu()
                 finite = bool(torch.isfinite(x).all())
