@@ -22,12 +22,14 @@ def run_eval(config, workdir, checkpoint=None):
     gen = torch.Generator().manual_seed(e.seed)
     if ds.eight_bit:
         x = dequantize(x, gen)
+    # Hutchinson probes are drawn on the model's device (on the CPU: the same generator as before)
+    probe_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(e.seed + 1)
     t0 = time.time()
     bpd, nfe = [], 0
     for i in range(0, x.shape[0], e.batch_size):
         xb = x[i:i + e.batch_size].to(device)
         res = solvers.log_likelihood(sde, score_fn, xb, trace=e.trace, method=e.method, rtol=e.rtol, atol=e.atol,
-                                     generator=gen)
+                                     generator=probe_gen)
         nfe += res.nfe
         if ds.eight_bit:
             bpd.append(solvers.bits_per_dim(res.logp, xb.shape))
