@@ -7,9 +7,12 @@
     python run.py --config configs/digits_vp_ddpmpp.py --workdir runs/vp --mode eval
 
 Modes:
-  train   train (or resume from the workdir's latest checkpoint); writes checkpoints/ and metrics.jsonl
+  train   train (or resume from the workdir's latest checkpoint); saves the config as
+          workdir/config.py at the first train; writes checkpoints/, metrics.jsonl, loss.png
+          (and train_samples/ with training.sample_freq)
   sample  draws config.sampling.num_samples samples with config.sampling.sampler (options from
-          config.sampling.options.<sampler>); writes samples.npz, samples.png, sample.json
+          config.sampling.options.<sampler>) into a new samples/step<step>-<sampler>-<NNN>/:
+          samples.npz, samples.png, sample.json; the last stdout line is the .npz path
   eval    bits/dim of the test split under the probability-flow ODE (config.eval); writes eval.json
   compare every sampler of config.compare.samplers at every budget (steps, or tolerances for the
           adaptive ODE) on the trained model: nfe, seconds and sliced W1 to the test split, plus the
@@ -19,8 +22,13 @@ Modes:
   inpaint, colorize  on test images with config.inpaint (mask spec, sampler); writes <mode>.png/.npz/.json
   all     train, then sample, then eval (what `python run.py` with no arguments does)
 
-Any config field can be overridden: --config.training.n_iters=2000 (or "--config.training.n_iters 2000").
-Bad flags or values end with one line `error: ...` on stderr and exit status 2.
+Once a workdir has been trained, --config is optional: every mode loads workdir/config.py, and
+overrides of model, sde or data fields are refused. --checkpoint STEP picks the checkpoint of
+sample, eval and compare (default: the latest). Any config field can be overridden:
+--config.training.n_iters=2000 (or "--config.training.n_iters 2000"). Bad flags or values end
+with one line `error: ...` on stderr and exit status 2 (before any directory is created); a
+diverged training or sampling run exits with status 1. Multi-process: torchrun
+--nproc_per_node=N run.py ... (see training/distributed.py).
 """
 from __future__ import annotations
 
@@ -30,7 +38,8 @@ import sys
 import time
 
 from runner.compare import run_compare
-from runner.config_io import apply_override, load_config, validate_config
+from runner.config_io import apply_override, load_config, validate_config  # noqa: F401 (public: bench/ uses run.load_config)
+from runner.rundir import resolve_config
 from runner.evaluate import run_eval
 from runner.sample import run_sample
 from runner.train import run_train
@@ -46,16 +55,20 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="run.py", description="Train, sample and evaluate score SDE models.",
         epilog="Override any config field with --config.<field>=<value>, e.g. --config.training.n_iters=2000.")
-    parser.add_argument("--config", default=DEFAULT_CONFIG, help="config file with get_config() (default: the demo)")
+    parser.add_argument("--config", default=None,
+                        help="config file with get_config() (default: the workdir's saved config, else the demo)")
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help=f"output directory (default: {DEFAULT_WORKDIR})")
-    parser.add_argument("--mode", default="all", help=f"one of {list(MODES)} (default: all)")
+    parser.add_argument("--mode", default="all", metavar="{" + ",".join(MODES) + "}",
+                        help="what to run (default: all = train, sample, eval)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="step of the checkpoint that sample, eval and compare use (default: the latest)")
     args, rest = parser.parse_known_args(argv)
     overrides, i = [], 0
     while i < len(rest):
         arg = rest[i]
         if not arg.startswith("--config."):
             raise ValueError(f"unrecognised argument {arg!r}; expected --config FILE, --workdir DIR, "
-                             f"--mode {{{','.join(MODES)}}} or --config.<field>=<value>")
+                             f"--mode {{{','.join(MODES)}}}, --checkpoint STEP or --config.<field>=<value>")
         if "=" in arg:
             key, val = arg[2:].split("=", 1)
         else:
@@ -67,52 +80,96 @@ def parse_args(argv):
         i += 1
     if args.mode not in MODES:
         raise ValueError(f"unknown mode {args.mode!r}; expected one of {list(MODES)}")
+    if args.checkpoint is not None:
+        try:
+            args.checkpoint = int(args.checkpoint)
+            assert args.checkpoint >= 0
+        except (ValueError, AssertionError):
+            raise ValueError(f"--checkpoint must be a step (an int >= 0), got {args.checkpoint!r}") from None
+        if args.mode in ("train", "all"):
+            raise ValueError(f"--checkpoint picks the checkpoint of sample, eval and compare; --mode {args.mode} "
+                             f"trains (and resumes from the latest checkpoint)")
     return args, overrides
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    workdir, existed = None, True
     try:
         args, overrides = parse_args(argv)
-        config = load_config(args.config)
-        for key, val in overrides:
-            apply_override(config, key, val)
-        validate_config(config)
         from training.loop import check_workdir
         check_workdir(args.workdir)
+        config, _ = resolve_config(args.config, overrides, args.workdir, DEFAULT_CONFIG)
+        validate_config(config)
+        from training.distributed import env_world
+        if env_world().world_size > 1 and args.mode in ("eval", "compare", "all", "train_classifier", "inpaint", "colorize"):
+            raise ValueError(f"--mode {args.mode} does not shard its work over processes yet; under torchrun "
+                             f"use --mode train or --mode sample, and run {args.mode} with one process")
+        if args.mode in ("sample", "eval", "compare", "inpaint", "colorize"):
+            from training.checkpoint import find_checkpoint
+            find_checkpoint(os.path.join(args.workdir, "checkpoints"), args.checkpoint)
         import torch
         if config.training.num_threads > 0:
             torch.set_num_threads(config.training.num_threads)
-        os.makedirs(args.workdir, exist_ok=True)
+        workdir, existed = args.workdir, os.path.isdir(args.workdir)
+        if os.path.isdir(workdir):
+            from training.workdir import clean_stale_temp
+            clean_stale_temp(workdir)            # leftovers of killed processes (their pid is dead)
         t0 = time.time()
         if args.mode in ("train", "all"):
-            run_train(config, args.workdir)
+            run_train(config, workdir)
         if args.mode in ("sample", "all"):
-            run_sample(config, args.workdir)
+            run_sample(config, workdir, args.checkpoint)
         if args.mode in ("eval", "all"):
-            run_eval(config, args.workdir)
+            run_eval(config, workdir, args.checkpoint)
         if args.mode == "compare":
-            run_compare(config, args.workdir)
+            run_compare(config, workdir, args.checkpoint)
         if args.mode == "train_classifier":
-            run_train_classifier(config, args.workdir)
+            run_train_classifier(config, workdir)
         if args.mode in ("inpaint", "colorize"):
-            run_inpaint(config, args.workdir, task=args.mode)
+            run_inpaint(config, workdir, task=args.mode, checkpoint=args.checkpoint)
         if args.mode == "all":
-            print(f"done in {time.time() - t0:.0f}s; outputs in {os.path.abspath(args.workdir)}: checkpoints/, "
-                  f"metrics.jsonl, samples.npz, samples.png, sample.json, eval.json")
+            print(f"done in {time.time() - t0:.0f}s; outputs in {os.path.abspath(workdir)}: config.py, checkpoints/, "
+                  f"metrics.jsonl, loss.png, samples/, eval/")
         return 0
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _discard_new_workdir(workdir, existed)
+        _error(e)
         return 2
     except RuntimeError as e:
+        from runner.common import RunFailed
         from training import NonFiniteLossError
-        if isinstance(e, NonFiniteLossError):
-            print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, (NonFiniteLossError, RunFailed)):
+            _discard_new_workdir(workdir, existed)
+            _error(e)
             return 1
         raise
+    except OSError as e:     # disk full, permissions changed mid-run, ...: one line, not a traceback
+        _discard_new_workdir(workdir, existed)
+        _error(f"{type(e).__name__}: {e}")
+        return 1
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
+    finally:
+        from training import distributed
+        distributed.shutdown()
+
+
+def _error(e) -> None:
+    """One `error:` line on stderr (under torchrun from rank 0 only: every rank fails alike)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"error: {e}", file=sys.stderr)
+
+
+def _discard_new_workdir(workdir, existed):
+    """A command that failed in a workdir it created leaves nothing behind unless it wrote a checkpoint."""
+    if workdir is None or existed or not os.path.isdir(workdir):
+        return
+    from runner.rundir import has_checkpoint
+    if not has_checkpoint(workdir):
+        import shutil
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -112,8 +112,9 @@ def main():
         result["demo_returncode"] = proc.returncode
         result["demo_stdout"] = proc.stdout[-2000:]
         try:
-            result["demo_eval"] = json.load(open(os.path.join(work, "eval.json")))
-        except OSError:
+            import glob     # each eval run writes eval/step<N>-<trace>-<k>/eval.json
+            result["demo_eval"] = json.load(open(sorted(glob.glob(os.path.join(work, "eval", "*", "eval.json")))[-1]))
+        except (OSError, IndexError):
             pass
         shutil.rmtree(work, ignore_errors=True)
     os.makedirs(args.out, exist_ok=True)

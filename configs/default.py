@@ -13,6 +13,7 @@ from ml_collections import config_dict
 def get_default_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
+    config.device = "auto"       # auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps
 
     config.data = data = ml_collections.ConfigDict()
     data.dataset = "digits"      # moons | 8gaussians | checkerboard | swissroll | mixture | digits
@@ -84,6 +85,14 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.num_threads = 2     # torch.set_num_threads in run.py (0: leave torch's default)
     training.progress = True
     training.label_dropout = 0.0  # class-conditional nets: P(label -> null label), for classifier-free guidance
+    # device, precision, monitoring (issue 11): see training/device.py, training/monitor.py
+    training.precision = "fp32"  # fp32 | bf16 | fp16 (autocast on the network; GradScaler for fp16)
+    training.channels_last = False
+    training.compile = False     # torch.compile the network
+    training.eval_freq = 0       # held-out DSM loss of the EMA model every N steps (0: off)
+    training.eval_num_samples = 512
+    training.sample_freq = 0     # sample grid of the EMA model every N steps (0: off)
+    training.sample_num = 64
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.sampler = "pc"      # any name of solvers.SAMPLERS
@@ -98,6 +107,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     sampling.guidance = "none"        # none | classifier | cfg | universal
     sampling.guidance_scale = 1.0     # classifier/universal: scale; cfg: w
     sampling.classifier_workdir = ""  # where train_classifier wrote the classifier ("" = this workdir)
+    sampling.batch_size = 1024   # samples per batch, written to disk batch by batch
     # Keyword options per sampler name (see solvers.sample); only the block of the chosen
     # sampler is used, e.g. --config.sampling.sampler=ode --config.sampling.options.ode.rtol=1e-3.
     sampling.options = ml_collections.ConfigDict(dict(

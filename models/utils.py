@@ -69,7 +69,10 @@ def get_score_fn(sde: sde_lib.SDE, model: nn.Module, train: bool = False, y=None
     """
     model.train(train)
     is_ve = isinstance(sde, VESDE)
-    conditional = getattr(getattr(model, "module", model), "num_classes", 0) > 0
+    inner = model
+    while isinstance(getattr(inner, "module", None), nn.Module):    # DDP, autocast, ... wrappers
+        inner = inner.module
+    conditional = getattr(inner, "num_classes", 0) > 0
     if y is not None and not conditional:
         raise ValueError("class labels y given, but the model is unconditional (model.num_classes = 0)")
     default_y = y

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 
-from .common import data_shape, json_safe, restored_score_fn
+from .common import data_shape, json_safe, restored_score_fn, run_dir, setup
 from .figures import save_compare_plot
 
 
@@ -19,14 +19,15 @@ def compare_budgets(config, name):
     return [({"steps": n}, {**base, "steps": n}) for n in c.steps]
 
 
-def run_compare(config, workdir):
+def run_compare(config, workdir, checkpoint=None):
     """Sampler comparison on the trained model (and, for mixture data, on the exact score)."""
     import torch
     import solvers
     from training.data import get_dataset, mixture_distribution
 
     c = config.compare
-    sde, model, model_score_fn, step, ckpt = restored_score_fn(config, workdir, c.use_ema)
+    device, here = setup(config)
+    sde, model, model_score_fn, step, ckpt = restored_score_fn(config, workdir, c.use_ema, checkpoint, device)
     ds = get_dataset(config)
     n = min(c.num_samples, ds.test.shape[0], ds.train.shape[0])
     ref = ds.test[:n].double()
@@ -41,9 +42,11 @@ def run_compare(config, workdir):
     for score_name, score_fn in score_fns:
         for name in c.samplers:
             for budget, options in compare_budgets(config, name):
-                gen = torch.Generator().manual_seed(c.seed)
-                x, info = solvers.sample(sde, score_fn, shape, sampler=name, generator=gen,
+                dev = device if score_name == "model" else torch.device("cpu")   # the oracle lives on the CPU
+                gen = torch.Generator(device=dev).manual_seed(c.seed)
+                x, info = solvers.sample(sde, score_fn, shape, sampler=name, generator=gen, device=dev,
                                          denoise=config.sampling.denoise, **options)
+                x = x.cpu()
                 finite = bool(torch.isfinite(x).all())
                 sw = solvers.sliced_wasserstein(x, ref, generator=proj()) if finite else float("nan")
                 rows.append({"score": score_name, "sampler": name, **budget, "nfe": info.nfe,
@@ -55,9 +58,10 @@ def run_compare(config, workdir):
               "floor": floor, "floor_meaning": f"sliced W1 between {n} training and {n} test examples",
               "denoise": config.sampling.denoise, "checkpoint": ckpt, "step": step, "use_ema": c.use_ema,
               "results": rows}
-    with open(os.path.join(workdir, "compare.json"), "w") as f:
+    out = run_dir(workdir, "compare", step, "sliced_w1")
+    with open(os.path.join(out, "compare.json"), "w") as f:
         json.dump(json_safe(report), f, indent=2)
-    figure = os.path.join(workdir, "compare.png")
+    figure = os.path.join(out, "compare.png")
     save_compare_plot(report, figure)
-    print(f"compared {len(rows)} runs (data floor {floor:.4f}): {os.path.join(workdir, 'compare.json')}, {figure}")
+    print(f"compared {len(rows)} runs (data floor {floor:.4f}): {os.path.join(out, 'compare.json')}, {figure}")
     return report

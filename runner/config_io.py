@@ -118,6 +118,7 @@ def validate_config(config) -> None:
     if config.training.num_threads < 0:
         raise ValueError(f"config.training.num_threads must be >= 0 (0: torch default), "
                          f"got {config.training.num_threads!r}")
+    validate_run_fields(config)
 
 
 def _validate_eval(e) -> None:
@@ -136,3 +137,48 @@ def _validate_eval(e) -> None:
     eps = e.get("eps", None)
     if eps is not None and not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1):
         raise ValueError(f"config.eval.eps must be None (sde.eps) or a number in (0, 1), got {eps!r}")
+
+
+def validate_run_fields(config) -> None:
+    """Device, training, sampling and seed fields (issue 11): types and ranges, before any work."""
+    from training.device import check_device_name
+    from training.loop import _check_training_config
+    check_device_name(config.get("device", "auto"))
+    _check_training_config(config.training)
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+    for name, v in (("seed", config.seed), ("sampling.seed", config.sampling.seed),
+                    ("eval.seed", config.eval.seed), ("compare.seed", config.compare.seed),
+                    ("data.split_seed", config.data.split_seed)):
+        if not is_int(v) or v < 0:
+            raise ValueError(f"config.{name} must be an int >= 0, got {v!r}")
+    s = config.sampling
+    if not is_int(s.get("batch_size", 1)) or s.get("batch_size", 1) < 1:
+        raise ValueError(f"config.sampling.batch_size must be an int >= 1, got {s.get('batch_size')!r}")
+    if not is_int(s.steps) or s.steps < 1:
+        raise ValueError(f"config.sampling.steps must be an int >= 1, got {s.steps!r}")
+    for name in ("denoise", "use_ema"):
+        if not isinstance(s[name], bool):
+            raise ValueError(f"config.sampling.{name} must be True or False, got {s[name]!r}")
+    for section in ("eval", "compare"):
+        if not isinstance(config[section].use_ema, bool):
+            raise ValueError(f"config.{section}.use_ema must be True or False, got {config[section].use_ema!r}")
+    if not isinstance(config.training.num_threads, int) or isinstance(config.training.num_threads, bool):
+        raise ValueError(f"config.training.num_threads must be an int >= 0, got {config.training.num_threads!r}")
+    _check_model_builds(config)
+
+
+def _check_model_builds(config) -> None:
+    """Build the network on the meta device (no memory, no compute): bad model settings fail here."""
+    import torch
+    import models
+    try:
+        with torch.device("meta"):
+            models.get_model(config)
+    except ValueError:
+        raise
+    except Exception as e:
+        raise ValueError(f"the model settings do not build a network: {type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from None
+

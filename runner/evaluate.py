@@ -24,7 +24,7 @@ import math
 import os
 import time
 
-from .common import restored_score_fn
+from .common import restored_score_fn, run_dir, setup
 
 ESTIMATORS = ("ode", "elbo", "both")
 
@@ -41,7 +41,7 @@ def _summary(b):
             "stderr_estimator": math.sqrt(within) if R > 1 else None}
 
 
-def run_eval(config, workdir):
+def run_eval(config, workdir, checkpoint=None):
     import torch
     from tqdm.auto import tqdm
 
@@ -55,7 +55,8 @@ def run_eval(config, workdir):
         raise ValueError(f"unknown eval.estimator {estimator!r}; expected one of {list(ESTIMATORS)}")
     dtype = {"float32": torch.float32, "float64": torch.float64}[e.get("dtype", "float32")]
     repeats = int(e.get("repeats", 1))
-    sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, e.use_ema)
+    device, here = setup(config)
+    sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, e.use_ema, checkpoint, device)
     model.to(dtype)
     eps = e.get("eps", None)
     eps = sde.eps if eps is None else float(eps)
@@ -70,6 +71,9 @@ def run_eval(config, workdir):
             return solvers.bits_per_dim(logp, xb.shape, num_levels=L)
         return -logp / (D * math.log(2))     # continuous data: negative log-likelihood in bits/dim
 
+    # dequantisation noise on the CPU; Hutchinson probes and ELBO times on the model's device
+    # (on the CPU: the same generator, as before)
+    dev_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(e.seed + 1)
     progress = bool(config.training.get("progress", True))
     runs = ["ode", "elbo"] if estimator == "both" else [estimator]
     nb = math.ceil(n / e.batch_size)
@@ -85,21 +89,21 @@ def run_eval(config, workdir):
             x = dequantize(x0, gen, num_levels=L) if L is not None else x0
             gauss[:, rep] = to_bpd(gaussian_logp(x, mu, cov), x).double()
             for i in range(0, n, e.batch_size):
-                xb = x[i:i + e.batch_size]
+                xb = x[i:i + e.batch_size].to(device)
                 if "ode" in runs and rep > 0 and L is None and e.trace == "exact":
                     res["ode"][i:i + xb.shape[0], rep] = res["ode"][i:i + xb.shape[0], 0]   # deterministic
                     bar.update(1)
                 elif "ode" in runs:
                     r = solvers.log_likelihood(sde, score_fn, xb, trace=e.trace, probes=int(e.get("probes", 1)),
-                                               method=e.method, rtol=e.rtol, atol=e.atol, eps=eps, generator=gen)
-                    res["ode"][i:i + xb.shape[0], rep] = to_bpd(r.logp, xb).double()
+                                               method=e.method, rtol=e.rtol, atol=e.atol, eps=eps, generator=dev_gen)
+                    res["ode"][i:i + xb.shape[0], rep] = to_bpd(r.logp, xb).double().cpu()
                     nfe["ode"] += r.nfe
                     seconds["ode"] += r.seconds
                     bar.update(1)
                 if "elbo" in runs:
                     r = solvers.elbo(sde, score_fn, xb, n_t=int(e.get("elbo_n_t", 32)), trace=e.trace, eps=eps,
-                                     generator=gen, chunk=max(e.batch_size, 1))
-                    res["elbo"][i:i + xb.shape[0], rep] = to_bpd(r.elbo, xb).double()
+                                     generator=dev_gen, chunk=max(e.batch_size, 1))
+                    res["elbo"][i:i + xb.shape[0], rep] = to_bpd(r.elbo, xb).double().cpu()
                     nfe["elbo"] += r.nfe
                     seconds["elbo"] += r.seconds
                     bar.update(1)
@@ -131,7 +135,9 @@ def run_eval(config, workdir):
               "elbo_n_t": int(e.get("elbo_n_t", 32)) if "elbo" in runs else None,
               "nfe": sum(nfe.values()), "seconds": round(time.time() - t0, 3), "use_ema": e.use_ema,
               "checkpoint": ckpt, "step": step, "dataset": ds.name, "split": "test"}
-    with open(os.path.join(workdir, "eval.json"), "w") as f:
+    out = os.path.join(run_dir(workdir, "eval", step, f"{estimator}-{e.trace}"), "eval.json")
+    report["device"] = str(device)
+    with open(out, "w") as f:
         json.dump(report, f, indent=2)
     lines = [f"test bits/dim ({convention['quantity'].split(':')[0]}; n={n}, {repeats} repeat(s)):"]
     for r in runs:
@@ -143,6 +149,6 @@ def run_eval(config, workdir):
                      f"({s['nfe']} score evaluations, {s['seconds']:.1f}s)")
     for k, v in baselines.items():
         lines.append(f"  {k:<10} {v:.4f} +- {baselines_se[k]:.4f} (baseline)")
-    lines.append(f"  -> {os.path.join(workdir, 'eval.json')}")
+    lines.append(f"  -> {out}")
     print("\n".join(lines))
     return report

@@ -59,3 +59,37 @@ def save_compare_plot(report, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_loss_plot(metrics_path: str, path: str) -> None:
+    """Training loss (and held-out loss with its standard error, if logged) against step."""
+    import json
+    import os
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    if not os.path.exists(metrics_path):
+        return
+    rows = []
+    for line in open(metrics_path):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:          # a line cut short by a killed process
+            continue
+    train = sorted({r["step"]: r["loss"] for r in rows if "loss" in r}.items())
+    held = sorted({r["step"]: (r["eval_loss"], r["eval_loss_stderr"]) for r in rows if "eval_loss" in r}.items())
+    if not train and not held:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if train:
+        ax.plot([s for s, _ in train], [v for _, v in train], label="training loss (mean over log_freq steps)")
+    if held:
+        ax.errorbar([s for s, _ in held], [v for _, (v, _) in held], yerr=[e for _, (_, e) in held],
+                    marker="o", capsize=2, label="held-out DSM loss, EMA model (+- 1 s.e.)")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("DSM loss")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -14,7 +14,7 @@ import json
 import math
 import os
 
-from .common import json_safe, restored_score_fn
+from .common import json_safe, restored_score_fn, run_dir, setup
 from .figures import save_image_grid
 
 MASKS = ("left_half", "right_half", "top_half", "bottom_half", "box", "random")
@@ -57,7 +57,7 @@ def check_inpaint_config(config) -> None:
     make_mask(c.mask, (1, 8, 8), tuple(c.box), c.random_fraction)
 
 
-def run_inpaint(config, workdir, task: str = "inpaint"):
+def run_inpaint(config, workdir, task: str = "inpaint", checkpoint=None):
     import numpy as np
     import torch
     import solvers
@@ -71,18 +71,20 @@ def run_inpaint(config, workdir, task: str = "inpaint"):
     if task == "colorize" and ds.shape[0] != 3:
         raise ValueError(f"--mode colorize needs 3-channel (RGB) images; data set {ds.name!r} has "
                          f"{ds.shape[0]} channel(s)")
-    sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, c.use_ema)
+    device, _ = setup(config)
+    sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, c.use_ema, checkpoint, device)
     n = min(c.num_images, ds.test.shape[0])
-    x0 = ds.test[:n]
-    gen = torch.Generator().manual_seed(c.seed)
-    opts = dict(sampler=c.sampler, steps=c.steps, recurrence=c.recurrence, generator=gen,
+    x0 = ds.test[:n].to(device)
+    gen = torch.Generator().manual_seed(c.seed)     # the random mask, then (on the CPU) the sampler's noise
+    noise_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(c.seed)
+    opts = dict(sampler=c.sampler, steps=c.steps, recurrence=c.recurrence, generator=noise_gen,
                 denoise=config.sampling.denoise,
                 progress=bool(config.training.get("progress", True)))
     if c.sampler == "pc":
         opts.update(corrector=c.corrector, snr=c.snr, corrector_steps=c.corrector_steps)
-    mean_img = ds.train.mean(0, keepdim=True)
+    mean_img = ds.train.mean(0, keepdim=True).to(device)
     if task == "inpaint":
-        mask = make_mask(c.mask, ds.shape, tuple(c.box), c.random_fraction, gen)
+        mask = make_mask(c.mask, ds.shape, tuple(c.box), c.random_fraction, gen).to(device)
         x, info = solvers.inpaint(sde, score_fn, x0, mask, **opts)
         unknown = ~mask.expand_as(x0)
         shown = torch.where(mask, x0, torch.zeros_like(x0))
@@ -107,14 +109,16 @@ def run_inpaint(config, workdir, task: str = "inpaint"):
               "finite": bool(torch.isfinite(err).all()), "checkpoint": ckpt, "step": step}
     if task == "inpaint":
         report["known_exact"] = bool(torch.equal(x[mask.expand_as(x)], x0[mask.expand_as(x0)]))
-    grid = torch.cat([model_to_uint8(r.clamp(-1, 1)) for r in rows])
-    figure = os.path.join(workdir, f"{task}.png")
+    x, x0, mask = x.cpu(), x0.cpu(), None if mask is None else mask.cpu()
+    grid = torch.cat([model_to_uint8(r.clamp(-1, 1).cpu()) for r in rows])
+    out_dir = run_dir(workdir, task, step, c.mask if task == "inpaint" else "grey")
+    figure = os.path.join(out_dir, f"{task}.png")
     save_image_grid(grid, figure, cols=n)
-    np.savez(os.path.join(workdir, f"{task}.npz"), original=x0.numpy(), output=x.numpy(),
+    np.savez(os.path.join(out_dir, f"{task}.npz"), original=x0.numpy(), output=x.numpy(),
              **({"mask": mask.numpy()} if mask is not None else {}))
-    with open(os.path.join(workdir, f"{task}.json"), "w") as f:
+    with open(os.path.join(out_dir, f"{task}.json"), "w") as f:
         json.dump(report, f, indent=2)
     print(f"{task}: {n} test images, {info.nfe} score evaluations; MSE on unknown pixels "
           f"{report['mse_unknown']:.4f} +- {report['mse_unknown_se']:.4f} (baseline {report['baseline_mse_unknown']:.4f}): "
-          f"{figure}, {os.path.join(workdir, task + '.json')}")
+          f"{figure}, {os.path.join(out_dir, task + '.json')}")
     return report

@@ -1,57 +1,121 @@
-"""`--mode sample`: draw samples from the trained model."""
+"""`--mode sample`: draw samples from the trained model.
+
+Each run writes a fresh `workdir/samples/step<step>-<sampler>-<NNN>/` with `samples.npz`
+(`samples` float32, and `images_uint8` for images), `samples.png` (a grid of the first 64,
+or a scatter against the test split) and `sample.json`; the last line of stdout is the
+`.npz` path. Samples are drawn `sampling.batch_size` at a time (per process) and streamed to
+disk, sample i from its own seed `training.distributed.sample_seeds(sampling.seed, i, i+1)`:
+its noise is the same whatever the batch size and the number of processes (torchrun), and with
+torchrun every process draws exactly the batches a one-process run draws, so the samples are
+bit-identical to it. (Another batch size gives the same noise; the network's batched float
+arithmetic may then differ in the last bits, which chaotic samplers can amplify.) A batch with
+any non-finite sample stops the run: nothing is written and RunFailed names the sampler.
+"""
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 
-from .common import data_shape, json_safe, restored_score_fn
+from .common import NpzWriter, RunFailed, batches, data_shape, gather, json_safe, restored_score_fn, run_dir, setup
 from .figures import save_image_grid, save_scatter
 
+GRID = 64          # samples in the png grid
+SCATTER = 5000     # points in the scatter plot
 
-def run_sample(config, workdir):
+
+def sampler_options(config):
+    s = config.sampling
+    options = dict(s.options.get(s.sampler, {}) or {})
+    if s.sampler != "ode" and "steps" not in options:
+        options["steps"] = s.steps
+    return options
+
+
+def run_sample(config, workdir, checkpoint=None):
     import numpy as np
     import torch
     import solvers
     from training.data import get_dataset, model_to_uint8
+    from training.distributed import sample_seeds
 
     from .guided import guided_score_fn, labels_for
-
     s = config.sampling
-    sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, s.use_ema)
-    labels, num_samples = labels_for(config)          # class labels and guidance (issue 10)
-    score_fn, guidance = guided_score_fn(config, workdir, sde, model, labels)
-    options = dict(s.options.get(s.sampler, {}) or {})
-    if s.sampler != "ode" and "steps" not in options:
-        options["steps"] = s.steps
-    gen = torch.Generator().manual_seed(s.seed)
-    shape = (num_samples, *data_shape(model))
-    x, info = solvers.sample(sde, score_fn, shape, sampler=s.sampler, generator=gen, denoise=s.denoise,
-                             progress=bool(config.training.get("progress", True)), **options)
-    out = {"samples": x.numpy()}
-    if labels is not None:
-        out["labels"] = labels.numpy()
-    is_image = len(shape) == 4
+    device, here = setup(config)
+    sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, s.use_ema, checkpoint, device)
+    options = sampler_options(config)
+    dims = data_shape(model)
+    is_image = len(dims) == 3
+    labels, n = labels_for(config)          # class labels and guidance (issue 10)
+    per_row = s.samples_per_class if str(s.get("class_label", "none")).lower() == "all" else 0
+    guidance = guided_score_fn(config, workdir, sde, model, None if labels is None else labels[:1].to(device))[1]
+    out_dir = run_dir(workdir, "samples", step, s.sampler)
+    npz_path = os.path.join(out_dir, "samples.npz")
+    writer = None
+    if here.is_main:
+        fields = {"samples": ((n, *dims), np.float32)}
+        if is_image:
+            fields["images_uint8"] = ((n, *dims), np.uint8)
+        if labels is not None:
+            fields["labels"] = ((n,), np.int64)
+        writer = NpzWriter(npz_path, fields)
+    keep = (n if per_row else GRID) if is_image else SCATTER
+    preview, nfes, t0, info = [], [], time.time(), None
+    progress = bool(config.training.get("progress", True)) and here.is_main
+    try:
+        for lo, hi, mine in batches(n, s.batch_size):
+            if len(mine):
+                if labels is not None:      # the guided score of this batch's labels
+                    score_fn = guided_score_fn(config, workdir, sde, model,
+                                               labels[mine.start:mine.stop].to(device))[0]
+                x, info = solvers.sample(sde, score_fn, (len(mine), *dims), sampler=s.sampler,
+                                         seeds=sample_seeds(s.seed, mine.start, mine.stop), denoise=s.denoise,
+                                         device=device, dtype=torch.float32, progress=progress, **options)
+                nfes.append(info.nfe)
+            else:
+                x = torch.zeros((0, *dims), device=device)
+            x = gather(x, lo, hi, s.batch_size)
+            bad = int((~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).sum())
+            if bad:
+                raise RunFailed(
+                    f"sampler {s.sampler!r} with options {json_safe(options)} (denoise={s.denoise}) gave {bad} "
+                    f"non-finite of {hi - lo} samples in samples {lo}..{hi - 1} (checkpoint {ckpt}); nothing "
+                    f"was written. Try more steps or another sampler (--config.sampling.sampler=...)")
+            if writer is not None:
+                x = x.cpu()
+                writer.write("samples", lo, x.numpy())
+                if is_image:
+                    writer.write("images_uint8", lo, model_to_uint8(x).numpy())
+                if labels is not None:
+                    writer.write("labels", lo, labels[lo:hi].numpy())
+                if sum(len(p) for p in preview) < keep:
+                    preview.append(x[:keep - sum(len(p) for p in preview)])
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    if not here.is_main:
+        return None
+    writer.close()
+    first = torch.cat(preview)
+    figure = os.path.join(out_dir, "samples.png")
     if is_image:
-        u8 = model_to_uint8(x)
-        out["images_uint8"] = u8.numpy()
-        figure = os.path.join(workdir, "samples.png")
-        per_row = s.samples_per_class if str(s.get("class_label", "none")).lower() == "all" else 0
-        save_image_grid(u8, figure, cols=per_row)
+        save_image_grid(model_to_uint8(first), figure, cols=per_row)
+    elif dims[0] >= 2:
+        save_scatter(first.numpy(), get_dataset(config).test[:SCATTER].numpy(), figure)
     else:
-        figure = os.path.join(workdir, "samples.png")
-        if shape[1] >= 2:
-            data = get_dataset(config).test
-            save_scatter(x.numpy(), data.numpy(), figure)
-        else:
-            figure = None
-    np.savez(os.path.join(workdir, "samples.npz"), **out)
-    report = {"sampler": s.sampler, "options": json_safe(info.options), "nfe": info.nfe,
-              "seconds": round(info.seconds, 3), "num_samples": num_samples, "use_ema": s.use_ema,
-              "checkpoint": ckpt, "step": step, "finite": bool(torch.isfinite(x).all()),
-              "class_label": str(s.get("class_label", "none")), **json_safe(guidance)}
-    with open(os.path.join(workdir, "sample.json"), "w") as f:
+        figure = None
+    report = {"sampler": s.sampler, "options": json_safe(info.options if info is not None else options),
+              "nfe": max(nfes) if nfes else 0, "nfe_total": sum(nfes), "batches": len(nfes),
+              "batch_size": s.batch_size, "world_size": here.world_size, "seconds": round(time.time() - t0, 3),
+              "num_samples": n, "seed": s.seed, "seeds": "sample i: sampling.seed * 1000003 + i",
+              "use_ema": s.use_ema, "checkpoint": ckpt, "step": step, "device": str(device), "finite": True,
+              "npz": npz_path, "class_label": str(s.get("class_label", "none")), **json_safe(guidance)}
+    with open(os.path.join(out_dir, "sample.json"), "w") as f:
         json.dump(report, f, indent=2)
-    print(f"sampled {num_samples} with {s.sampler} ({info.nfe} score evaluations, {info.seconds:.1f}s): "
-          f"{os.path.join(workdir, 'samples.npz')}" + (f", {figure}" if figure else "")
-          + f", {os.path.join(workdir, 'sample.json')}")
+    print(f"sampled {n} with {s.sampler} ({report['nfe']} score evaluations per batch, {report['seconds']:.1f}s)"
+          f" into {out_dir}: sample.json" + (", samples.png" if figure else ""))
+    print(npz_path)
     return report

@@ -1,4 +1,4 @@
-"""`--mode train`: train or resume."""
+"""`--mode train`: train or resume; saves the config, periodic sample grids and a loss plot."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,39 @@ import os
 
 def run_train(config, workdir):
     from training import train
-    state = train(config, workdir)
-    print(f"trained to step {state.step}; checkpoint: {state.checkpoint}; "
-          f"metrics: {os.path.join(workdir, 'metrics.jsonl')}")
+    from training.data import get_dataset
+    from .common import setup
+    from .figures import save_image_grid, save_loss_plot, save_scatter
+    from .rundir import save_config
+
+    device, here = setup(config)
+    dataset = get_dataset(config)          # bad data settings fail before the workdir exists
+    if here.is_main:
+        os.makedirs(workdir, exist_ok=True)
+        from training.workdir import WorkdirLock
+        lock = WorkdirLock(workdir).acquire()    # held through train(), which re-enters it
+    try:
+        if here.is_main:
+            save_config(config, workdir)
+        grids = os.path.join(workdir, "train_samples")
+
+        def on_samples(step, x):
+            from training.data import model_to_uint8
+            os.makedirs(grids, exist_ok=True)
+            path = os.path.join(grids, f"step{step:09d}.png")
+            if x.dim() == 4:
+                save_image_grid(model_to_uint8(x), path)
+            elif x.shape[1] >= 2:
+                save_scatter(x.numpy(), dataset.test[:5000].numpy(), path)
+
+        state = train(config, workdir, dataset=dataset, on_samples=on_samples)
+    finally:
+        if here.is_main:
+            lock.release()
+    if not here.is_main:
+        return state
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    plot = os.path.join(workdir, "loss.png")
+    save_loss_plot(metrics, plot)
+    print(f"trained to step {state.step}; checkpoint: {state.checkpoint}; metrics: {metrics}; loss plot: {plot}")
     return state

@@ -19,25 +19,33 @@ TINY_TOY = ["--config.training.num_threads=1", "--config.training.progress=False
             "--config.eval.num_samples=16", "--config.eval.rtol=1e-3", "--config.eval.atol=1e-3"]
 
 
+def latest(wd, kind, name):
+    """The newest `wd/<kind>/<run>/<name>` (each sample/eval/compare run has its own directory)."""
+    import glob
+    found = glob.glob(os.path.join(wd, kind, "*", name))
+    assert found, f"no {kind}/*/{name} in {wd}"
+    return max(found, key=os.path.getmtime)
+
+
 def test_toy_train_sample_eval(tmp_path):
     wd = str(tmp_path / "toy")
     assert run.main(["--config", TOY, "--workdir", wd, "--mode", "train"] + TINY_TOY) == 0
     assert os.path.exists(os.path.join(wd, "checkpoints", "checkpoint_000000004.pt"))
     assert run.main(["--config", TOY, "--workdir", wd, "--mode", "sample"] + TINY_TOY) == 0
-    info = json.load(open(os.path.join(wd, "sample.json")))
+    info = json.load(open(latest(wd, "samples", "sample.json")))
     assert info["sampler"] == "euler_maruyama" and info["nfe"] == 5 + 1   # 5 steps + Tweedie denoising
     assert info["step"] == 4 and info["finite"]
-    samples = np.load(os.path.join(wd, "samples.npz"))["samples"]
+    samples = np.load(latest(wd, "samples", "samples.npz"))["samples"]
     assert samples.shape == (64, 2)
-    assert os.path.getsize(os.path.join(wd, "samples.png")) > 1000
+    assert os.path.getsize(latest(wd, "samples", "samples.png")) > 1000
     # per-sampler option blocks accept new options from the command line
     assert run.main(["--config", TOY, "--workdir", wd, "--mode", "sample"] + TINY_TOY +
                     ["--config.sampling.sampler=ode", "--config.sampling.options.ode.method=euler",
                      "--config.sampling.options.ode.steps=4"]) == 0
-    info = json.load(open(os.path.join(wd, "sample.json")))
+    info = json.load(open(latest(wd, "samples", "sample.json")))
     assert info["sampler"] == "ode" and info["options"]["steps"] == 4 and info["nfe"] == 4 + 1
     assert run.main(["--config", TOY, "--workdir", wd, "--mode", "eval"] + TINY_TOY) == 0
-    ev = json.load(open(os.path.join(wd, "eval.json")))
+    ev = json.load(open(latest(wd, "eval", "eval.json")))
     assert ev["num_examples"] == 16 and ev["trace"] == "exact" and np.isfinite(ev["bits_per_dim"])
     assert ev["stderr"] > 0 and "continuous" in ev["quantity"]
 
@@ -49,11 +57,11 @@ def test_digits_all_modes_tiny(tmp_path):
             "--config.sampling.steps=3", "--config.eval.num_samples=4", "--config.eval.rtol=1e-2",
             "--config.eval.atol=1e-2", "--config.sampling.sampler", "ddim"]
     assert run.main(args) == 0
-    npz = np.load(os.path.join(wd, "samples.npz"))
+    npz = np.load(latest(wd, "samples", "samples.npz"))
     assert npz["images_uint8"].shape == (4, 1, 8, 8) and npz["images_uint8"].dtype == np.uint8
     from PIL import Image
-    assert Image.open(os.path.join(wd, "samples.png")).size[0] >= 256
-    ev = json.load(open(os.path.join(wd, "eval.json")))
+    assert Image.open(latest(wd, "samples", "samples.png")).size[0] >= 256
+    ev = json.load(open(latest(wd, "eval", "eval.json")))
     assert "17 levels" in ev["quantity"] and ev["bits_per_dim"] > 0
 
 
@@ -104,7 +112,7 @@ def test_compare_mode_on_a_mixture_with_the_exact_score(tmp_path):
         "--config.compare.tolerances=(1e-3,)", "--config.compare.num_samples=50"]
     assert run.main(args + ["--mode", "train"]) == 0
     assert run.main(args + ["--mode", "compare"]) == 0
-    report = json.load(open(os.path.join(wd, "compare.json")))
+    report = json.load(open(latest(wd, "compare", "compare.json")))
     rows = report["results"]
     assert [(r["score"], r["sampler"]) for r in rows] == [
         ("model", "euler_maruyama")] * 2 + [("model", "ode")] + [("exact", "euler_maruyama")] * 2 + [("exact", "ode")]
@@ -115,7 +123,7 @@ def test_compare_mode_on_a_mixture_with_the_exact_score(tmp_path):
     model_best = min(r["sliced_w1"] for r in rows if r["score"] == "model")
     assert exact_best < 0.5 * model_best
     assert exact_best < 3 * report["floor"]
-    assert os.path.getsize(os.path.join(wd, "compare.png")) > 1000
+    assert os.path.getsize(latest(wd, "compare", "compare.png")) > 1000
 
 
 def test_compare_refuses_unknown_sampler(tmp_path, capsys):

@@ -24,17 +24,24 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+Tensor = torch.Tensor
+
 import sde_lib
 from models import get_model, get_score_fn
 
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from . import distributed
+from .checkpoint import (TRAIN_KEYS, WEIGHT_KEYS, check_state_dict, find_checkpoint, latest_checkpoint,
+                         load_checkpoint, save_checkpoint)
+from .device import AutocastModule, check_precision, grad_scaler, resolve_device
+from .device import generator as device_generator
 from .data import BatchSampler, Dataset, dequantize, get_dataset
 from .ema import EMA
+from .workdir import WorkdirLock, clean_stale_temp
 from .losses import get_loss_fn
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss (or gradient norm) became NaN/inf; the last checkpoint is left as it was."""
+    """The loss (or gradient norm, or weights) became NaN/inf; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -47,23 +54,52 @@ class TrainState:
 
 
 def check_workdir(workdir: str) -> None:
+    if not isinstance(workdir, str) or not workdir:
+        raise ValueError(f"workdir must be a non-empty path, got {workdir!r}")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f"workdir {workdir!r} exists and is not a directory")
+    parent = os.path.abspath(workdir)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"cannot create workdir {workdir!r}: {parent!r} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"workdir {workdir!r}: {parent!r} is not writable by this user")
 
 
 def _check_training_config(t) -> None:
     def need(cond, msg):
         if not cond:
             raise ValueError(msg)
-    need(isinstance(t.n_iters, int) and t.n_iters >= 0, f"training.n_iters must be an int >= 0, got {t.n_iters!r}")
-    need(isinstance(t.batch_size, int) and t.batch_size > 0,
-         f"training.batch_size must be an int > 0, got {t.batch_size!r}")
-    need(t.snapshot_freq > 0, f"training.snapshot_freq must be > 0, got {t.snapshot_freq!r}")
-    need(t.log_freq > 0, f"training.log_freq must be > 0, got {t.log_freq!r}")
-    need(t.keep >= 1, f"training.keep must be >= 1, got {t.keep!r}")
-    need(t.lr > 0 and math.isfinite(t.lr), f"training.lr must be > 0, got {t.lr!r}")
-    need(t.warmup >= 0, f"training.warmup must be >= 0, got {t.warmup!r}")
-    need(t.grad_clip >= 0, f"training.grad_clip must be >= 0 (0 disables clipping), got {t.grad_clip!r}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_num(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    need(is_int(t.n_iters) and t.n_iters >= 0, f"training.n_iters must be an int >= 0, got {t.n_iters!r}")
+    need(is_int(t.batch_size) and t.batch_size > 0, f"training.batch_size must be an int > 0, got {t.batch_size!r}")
+    for name in ("snapshot_freq", "log_freq", "keep"):
+        need(is_int(t[name]) and t[name] >= 1, f"training.{name} must be an int >= 1, got {t[name]!r}")
+    need(is_num(t.lr) and t.lr > 0, f"training.lr must be a finite number > 0, got {t.lr!r}")
+    need(is_int(t.warmup) and t.warmup >= 0, f"training.warmup must be an int >= 0, got {t.warmup!r}")
+    need(is_num(t.grad_clip) and t.grad_clip >= 0,
+         f"training.grad_clip must be >= 0 (0 disables clipping), got {t.grad_clip!r}")
+    need(is_num(t.beta1) and 0 <= t.beta1 < 1, f"training.beta1 must lie in [0, 1), got {t.beta1!r}")
+    need(is_num(t.adam_eps) and t.adam_eps > 0, f"training.adam_eps must be > 0, got {t.adam_eps!r}")
+    need(is_num(t.weight_decay) and t.weight_decay >= 0,
+         f"training.weight_decay must be >= 0, got {t.weight_decay!r}")
+    need(is_num(t.ema_decay) and 0 <= t.ema_decay < 1, f"training.ema_decay must lie in [0, 1), got {t.ema_decay!r}")
+    check_precision(t.get("precision", "fp32"))
+    for name in ("sample_freq", "eval_freq"):
+        v = t.get(name, 0)
+        need(is_int(v) and v >= 0, f"training.{name} must be an int >= 0 (0: off), got {v!r}")
+    for name in ("sample_num", "eval_num_samples"):
+        v = t.get(name, 1)
+        need(is_int(v) and v >= 1, f"training.{name} must be an int >= 1, got {v!r}")
+    for name in ("channels_last", "compile", "continuous", "reduce_mean", "likelihood_weighting", "ema_warmup"):
+        v = t.get(name, False)
+        need(isinstance(v, bool), f"training.{name} must be True or False, got {v!r}")
 
 
 def build_optimizer(config, model: nn.Module) -> torch.optim.Optimizer:
@@ -72,77 +108,166 @@ def build_optimizer(config, model: nn.Module) -> torch.optim.Optimizer:
                             weight_decay=t.weight_decay, foreach=True)
 
 
-def build_state(config) -> TrainState:
-    """Fresh model (seeded), EMA and optimiser."""
+def build_state(config, device: Optional[torch.device] = None) -> TrainState:
+    """Fresh model (seeded; initialised on the CPU, so identical on every device), EMA, optimiser."""
     torch.manual_seed(config.seed)
     model = get_model(config)
+    if device is not None:
+        model = model.to(device)
+    if config.training.get("channels_last", False):
+        model = model.to(memory_format=torch.channels_last)
     ema = EMA(model, config.training.ema_decay, warmup=config.training.get("ema_warmup", True))
     return TrainState(model, ema, build_optimizer(config, model), 0, None)
 
 
-def restore_model(config, workdir: str, use_ema: bool = True):
-    """(model in eval mode, step, checkpoint path) from the latest checkpoint of `workdir`."""
-    ckpt = latest_checkpoint(os.path.join(workdir, "checkpoints"))
-    if ckpt is None:
-        raise ValueError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')!r}; run --mode train first")
-    state = load_checkpoint(ckpt)
+def restore_model(config, workdir: str, use_ema: bool = True, step: Optional[int] = None,
+                  device: Optional[torch.device] = None):
+    """(model in eval mode, step, checkpoint path) from the checkpoint of `step` (None: the
+    latest) in `workdir`. ValueError naming the file for a malformed or non-finite checkpoint."""
+    ckpt = find_checkpoint(os.path.join(workdir, "checkpoints"), step)
+    state = load_checkpoint(ckpt, WEIGHT_KEYS)
+    where = "ema.model" if use_ema else "model"
+    weights = state["ema"]["model"] if use_ema else state["model"]
+    check_state_dict(ckpt, where, weights)
     model = get_model(config)
     try:
-        model.load_state_dict(state["ema"]["model"] if use_ema else state["model"])
+        model.load_state_dict(weights)
     except RuntimeError as e:
         raise ValueError(f"checkpoint {ckpt!r} does not fit the model built from the config: "
                          f"{str(e).splitlines()[0]}") from None
+    if device is not None:
+        model = model.to(device)
     return model.eval(), int(state["step"]), ckpt
 
 
-def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: int = 0, world_size: int = 1,
-          wrap_model: Optional[Callable[[nn.Module], nn.Module]] = None,
-          progress: Optional[bool] = None) -> TrainState:
+def _weights_finite(*modules) -> bool:
+    flags = [torch.isfinite(p).all() for m in modules for p in m.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def _per_rank(value, rank, world_size):
+    """A per-rank state saved by `world_size` ranks (a list), or a single-process one (not a list)."""
+    if not isinstance(value, list):
+        return value if world_size == 1 else None
+    if len(value) != world_size:
+        return None
+    return value[rank]
+
+
+def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optional[int] = None,
+          world_size: Optional[int] = None, wrap_model: Optional[Callable[[nn.Module], nn.Module]] = None,
+          progress: Optional[bool] = None, on_samples: Optional[Callable] = None) -> TrainState:
     """Train (or resume) the score model of `config` in `workdir`; return the final state.
 
     Writes `workdir/checkpoints/checkpoint_<step>.pt` every `training.snapshot_freq` steps
-    and at the end, and `workdir/metrics.jsonl` (step, loss, lr, time) every `log_freq`.
-    Raises NonFiniteLossError on a NaN/inf loss or gradient, before the optimiser step.
+    and at the end, and `workdir/metrics.jsonl` (step, loss, lr, time every `log_freq`;
+    step, eval_loss, eval_loss_stderr every `eval_freq`). Every `sample_freq` steps it draws
+    `sample_num` samples from the EMA model with fixed seeds and passes (step, samples) to
+    `on_samples`. Holds the workdir lock (rank 0) for the whole run.
+
+    Device: `config.device`; precision: `training.precision` (see training.device). Under
+    torchrun (a started process group) the model is wrapped in DistributedDataParallel
+    (`wrap_model` replaces that wrapper), each rank draws its own shard of every batch
+    (`training.batch_size` is the global batch) with its own noise seed, and rank 0 writes.
+
+    Raises NonFiniteLossError on a NaN/inf loss or gradient (before the update) or non-finite
+    weights at a snapshot (nothing written), naming the last checkpoint known to be good.
     """
+    from .monitor import Monitor
     tcfg = config.training
     _check_training_config(tcfg)
     check_workdir(workdir)
+    here = distributed.current()
+    rank = here.rank if rank is None else rank
+    world_size = here.world_size if world_size is None else world_size
+    if tcfg.batch_size % world_size:
+        raise ValueError(f"training.batch_size={tcfg.batch_size} is the global batch and must be divisible by "
+                         f"the number of processes ({world_size})")
+    device = resolve_device(config.get("device", "cpu"))
+    precision = tcfg.get("precision", "fp32")
     sde = sde_lib.get_sde(config)
     dataset = dataset if dataset is not None else get_dataset(config)
     is_main = rank == 0
     ckpt_dir = os.path.join(workdir, "checkpoints")
+    lock = None
     if is_main:
         os.makedirs(ckpt_dir, exist_ok=True)
+        lock = WorkdirLock(workdir).acquire()
+    try:
+        if is_main:
+            clean_stale_temp(ckpt_dir, all_pids=True)   # we hold the lock: no one else writes here
+        distributed.barrier()
+        return _train(config, workdir, dataset, sde, device, precision, rank, world_size, wrap_model,
+                      progress, on_samples, Monitor)
+    finally:
+        if lock is not None:
+            lock.release()
 
-    state = build_state(config)
+
+def _train(config, workdir, dataset, sde, device, precision, rank, world_size, wrap_model, progress,
+           on_samples, Monitor) -> TrainState:
+    tcfg = config.training
+    is_main = rank == 0
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    state = build_state(config, device)
     model, ema, opt = state.model, state.ema, state.optimizer
-    sampler = BatchSampler(dataset.train.shape[0], tcfg.batch_size,
-                           torch.Generator().manual_seed(config.seed + 1), rank, world_size)
-    noise_gen = torch.Generator().manual_seed(config.seed + 2 + 1000 * rank)
+    scaler = grad_scaler(device, precision)
+    seed = config.seed
+    sampler = BatchSampler(dataset.train.shape[0], tcfg.batch_size // world_size,
+                           torch.Generator().manual_seed(seed + 1), rank, world_size)
+    noise_gen = device_generator(device, seed + 2 + 1000 * rank)
 
-    ckpt = latest_checkpoint(ckpt_dir)
+    ckpt = distributed.broadcast_object(latest_checkpoint(ckpt_dir) if is_main else None)
     if ckpt is not None:
-        saved = load_checkpoint(ckpt)
+        saved = load_checkpoint(ckpt, TRAIN_KEYS)
+        check_state_dict(ckpt, "model", saved["model"])
         try:
             model.load_state_dict(saved["model"])
-        except RuntimeError as e:
+            ema.load_state_dict(saved["ema"])
+            opt.load_state_dict(saved["optimizer"])
+        except (RuntimeError, KeyError, ValueError) as e:
             raise ValueError(f"checkpoint {ckpt!r} does not fit the model built from the config "
                              f"(different model settings?): {str(e).splitlines()[0]}") from None
-        ema.load_state_dict(saved["ema"])
-        opt.load_state_dict(saved["optimizer"])
-        sampler.load_state_dict(saved["sampler"])
-        noise_gen.set_state(saved["noise_generator"])
-        torch.set_rng_state(saved["torch_rng"])
-        state.step, state.checkpoint = int(saved["step"]), ckpt
+        step0 = int(saved["step"])
+        streams = [_per_rank(saved.get(k), rank, world_size)
+                   for k in ("sampler", "noise_generator", "torch_rng")]
+        if any(v is None for v in streams):
+            # saved by another number of processes: restart the data and noise streams from (seed, step)
+            if is_main:
+                print(f"note: {ckpt} was written by a different number of processes; data order and noise "
+                      f"restart from seed {seed} at step {step0}", flush=True)
+            sampler.generator.manual_seed(seed + 1 + 7919 * step0)
+            noise_gen.manual_seed(seed + 2 + 1000 * rank + 7919 * step0)
+        else:
+            sampler.load_state_dict(streams[0])
+            noise_gen.set_state(streams[1])
+            torch.set_rng_state(streams[2])
+            cuda_rng = _per_rank(saved.get("cuda_rng"), rank, world_size)
+            if device.type == "cuda" and cuda_rng is not None:     # dropout on the GPU
+                torch.cuda.set_rng_state(cuda_rng, device)
+        if scaler is not None and saved.get("grad_scaler"):
+            scaler.load_state_dict(saved["grad_scaler"])
+        state.step, state.checkpoint = step0, ckpt
 
-    train_model = wrap_model(model) if wrap_model is not None else model
+    train_model = model
+    if wrap_model is not None:
+        train_model = wrap_model(model)
+    elif world_size > 1 and distributed.current().enabled:
+        from torch.nn.parallel import DistributedDataParallel
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if tcfg.get("compile", False):
+        train_model = torch.compile(train_model)
+    if precision != "fp32":
+        train_model = AutocastModule(train_model, device, precision)
     score_fn = get_score_fn(sde, train_model, train=True)
     loss_fn = get_loss_fn(sde, tcfg.continuous, tcfg.reduce_mean, tcfg.likelihood_weighting,
                           tcfg.get("importance_sampling", False))
     # discrete data: train on uniformly dequantised values, the density that eval scores
     levels = getattr(dataset, "num_levels", None) if tcfg.get("dequantize", True) else None
     params = [p for p in model.parameters() if p.requires_grad]
-    data = dataset.train
+    data = _place_data(dataset.train, device)
+    channels_last = tcfg.get("channels_last", False) and data.dim() == 4
+    monitor = Monitor(config, sde, dataset, ema, device, workdir, on_samples) if is_main else None
     # class-conditional training (issue 10): batch labels, dropped to the null label with
     # probability training.label_dropout (classifier-free guidance)
     num_classes = int(config.model.get("num_classes", 0))
@@ -150,52 +275,82 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: int = 0
         from .labels import check_label_dropout, check_labels, drop_labels
         check_labels(dataset, num_classes)
         label_dropout = check_label_dropout(tcfg.get("label_dropout", 0.0))
+        train_labels = dataset.train_labels.to(data.device)
 
-    def snapshot(step):
+    def snapshot(step, protect):
+        if not _weights_finite(model, ema.model):
+            raise NonFiniteLossError(
+                f"weights became non-finite by step {step}; no checkpoint written. Last good checkpoint: "
+                f"{protect or 'none written yet'} (try a lower training.lr or training.grad_clip > 0)")
+        per_rank = distributed.all_gather_objects(
+            {"sampler": sampler.state_dict(), "noise_generator": noise_gen.get_state(),
+             "torch_rng": torch.get_rng_state(),
+             **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})})
+        if not is_main:
+            return None
         blob = {"step": step, "model": model.state_dict(), "ema": ema.state_dict(),
-                "optimizer": opt.state_dict(), "sampler": sampler.state_dict(),
-                "noise_generator": noise_gen.get_state(), "torch_rng": torch.get_rng_state()}
-        return save_checkpoint(ckpt_dir, blob, step, tcfg.keep)
+                "optimizer": opt.state_dict(), "world_size": world_size,
+                **{k: [r[k] for r in per_rank] for k in per_rank[0]}}
+        if scaler is not None:
+            blob["grad_scaler"] = scaler.state_dict()
+        return save_checkpoint(ckpt_dir, blob, step, tcfg.keep, protect=protect)
 
     if progress is None:
         progress = bool(tcfg.get("progress", True))
     from tqdm import tqdm
     bar = tqdm(total=tcfg.n_iters, initial=state.step, disable=not (progress and is_main),
                desc="train", dynamic_ncols=True, leave=True)
-    metrics = open(os.path.join(workdir, "metrics.jsonl"), "a") if is_main else None
+    metrics = _open_metrics(os.path.join(workdir, "metrics.jsonl")) if is_main else None
+    # `good`: last checkpoint with finite weights whose weights also gave a finite loss;
+    # `pending`: written, but its loss is not known yet (it is the next step's loss).
+    good, pending = state.checkpoint, None
     t0, loss_sum, loss_count = time.time(), 0.0, 0
     try:
         for step in range(state.step + 1, tcfg.n_iters + 1):
             lr = tcfg.lr * min(1.0, step / tcfg.warmup) if tcfg.warmup > 0 else tcfg.lr
             for group in opt.param_groups:
                 group["lr"] = lr
-            idx = sampler.next()
-            x = data[idx]
-            if levels is not None:
+            idx = sampler.next().to(data.device)
+            x = data[idx].to(device, non_blocking=True)
+            if levels is not None:      # discrete data: a fresh uniform dequantisation every step
                 x = dequantize(x, noise_gen, levels)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             if num_classes:
-                y = drop_labels(dataset.train_labels[idx], label_dropout, num_classes, noise_gen)
+                y = drop_labels(train_labels[idx].to(device, non_blocking=True), label_dropout, num_classes,
+                                noise_gen)
                 loss = loss_fn(lambda xt, t: score_fn(xt, t, y=y), x, noise_gen)
             else:
                 loss = loss_fn(score_fn, x, noise_gen)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(
-                    f"training loss is {loss_value} at step {step}; stopped before the update. "
-                    f"Last good checkpoint: {state.checkpoint or 'none written yet'} "
-                    f"(try a lower training.lr or training.grad_clip > 0)")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+            if scaler is not None:
+                scaler.unscale_(opt)
             if tcfg.grad_clip > 0:
                 norm = torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip, foreach=True)
             else:
                 norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad)
                                                              for p in params if p.grad is not None]))
-            if not torch.isfinite(norm):
+            # the one host sync per step: loss and gradient norm (summed over ranks: every rank decides alike)
+            flags = distributed.all_reduce_sum(torch.stack([loss.detach().float(), norm.detach().float()]))
+            loss_value, norm_value = flags.tolist()
+            loss_value /= world_size
+            if not math.isfinite(loss_value) or (scaler is None and not math.isfinite(norm_value)):
+                what = f"training loss is {loss_value}" if not math.isfinite(loss_value) else \
+                    f"gradient norm is {norm_value} (loss {loss_value})"
+                extra = (f"; {pending} was written at the step before, but the loss at its weights is "
+                         f"non-finite" if pending else "")
                 raise NonFiniteLossError(
-                    f"gradient norm is {norm.item()} at step {step} (loss {loss_value}); stopped before "
-                    f"the update. Last good checkpoint: {state.checkpoint or 'none written yet'}")
-            opt.step()
+                    f"{what} at step {step}; stopped before the update. Last good checkpoint (finite weights "
+                    f"and loss): {good or 'none written yet'}{extra} (try a lower training.lr or "
+                    f"training.grad_clip > 0)")
+            if pending:
+                good, pending = pending, None
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             ema.update(model)
             state.step = step
             loss_sum += loss_value
@@ -209,10 +364,36 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: int = 0
                                               "time": round(time.time() - t0, 3)}) + "\n")
                     metrics.flush()
                 loss_sum, loss_count = 0.0, 0
-            if is_main and (step % tcfg.snapshot_freq == 0 or step == tcfg.n_iters):
-                state.checkpoint = snapshot(step)
+            if monitor is not None:
+                monitor.after_step(step, metrics)
+            if step % tcfg.snapshot_freq == 0 or step == tcfg.n_iters:
+                written = snapshot(step, good)
+                if is_main:
+                    state.checkpoint = pending = written
     finally:
         bar.close()
         if metrics is not None:
             metrics.close()
     return state
+
+
+def _open_metrics(path: str):
+    """metrics.jsonl for appending; a last line cut short by a killed process is ended first."""
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+    return open(path, "a")
+
+
+def _place_data(train: Tensor, device: torch.device) -> Tensor:
+    """The training split on `device` when it takes under a quarter of the device's memory
+    (else pinned CPU memory, copied batch by batch)."""
+    if device.type == "cpu":
+        return train
+    if device.type == "cuda":
+        budget = torch.cuda.get_device_properties(device).total_memory // 4
+        if train.numel() * train.element_size() > budget:
+            return train.pin_memory()
+    return train.to(device)
