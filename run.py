@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         if env_world().world_size > 1 and args.mode in ("eval", "compare", "all", "train_classifier", "inpaint", "colorize"):
             raise ValueError(f"--mode {args.mode} does not shard its work over processes yet; under torchrun "
                              f"use --mode train or --mode sample, and run {args.mode} with one process")
-        if args.mode in ("sample", "eval", "compare", "inpaint", "colorize"):
+        if args.mode in ("sample", "eval", "compare"):
             from training.checkpoint import find_checkpoint
             find_checkpoint(os.path.join(args.workdir, "checkpoints"), args.checkpoint)
         import torch

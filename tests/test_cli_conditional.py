@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import run
+from test_cli import latest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COND = os.path.join(ROOT, "configs", "digits_cond_vp_ddpmpp.py")
@@ -29,19 +30,19 @@ def test_conditional_digits_pipeline(tmp_path):
     for g in ("none", "cfg", "classifier", "universal"):
         assert run.main(["--config", COND, "--workdir", wd, "--mode", "sample", f"--config.sampling.guidance={g}",
                          "--config.sampling.guidance_scale=2"] + TINY) == 0
-        info = json.load(open(os.path.join(wd, "sample.json")))
+        info = json.load(open(latest(wd, "samples", "sample.json")))
         assert info["guidance"] == g and info["num_samples"] == 20 and info["finite"]
-        z = np.load(os.path.join(wd, "samples.npz"))
+        z = np.load(latest(wd, "samples", "samples.npz"))
         assert z["samples"].shape == (20, 1, 8, 8) and (z["labels"] == np.repeat(np.arange(10), 2)).all()
     assert run.main(["--config", COND, "--workdir", wd, "--mode", "sample", "--config.sampling.class_label=3",
                      "--config.sampling.num_samples=5"] + TINY) == 0
-    assert (np.load(os.path.join(wd, "samples.npz"))["labels"] == 3).all()
+    assert (np.load(latest(wd, "samples", "samples.npz"))["labels"] == 3).all()
     for mask in ("box", "random"):
         assert run.main(["--config", COND, "--workdir", wd, "--mode", "inpaint", f"--config.inpaint.mask={mask}"]
                         + TINY) == 0
-        rep = json.load(open(os.path.join(wd, "inpaint.json")))
+        rep = json.load(open(latest(wd, "inpaint", "inpaint.json")))
         assert rep["known_exact"] and rep["num_images"] == 4 and rep["nfe"] == 3 * 2 + 1   # + Tweedie (sampling.denoise)
-        assert os.path.getsize(os.path.join(wd, "inpaint.png")) > 500
+        assert os.path.getsize(latest(wd, "inpaint", "inpaint.png")) > 500
 
 
 @pytest.mark.parametrize("flags,message", [
@@ -70,7 +71,7 @@ def test_colorize_needs_rgb_and_runs_on_rgb(tmp_path, capsys):
            "--config.data.num_channels=3", "--config.model.num_classes=0", "--config.sampling.class_label=none"]
     assert run.main(["--config", COND, "--workdir", wd, "--mode", "train"] + TINY + rgb) == 0
     assert run.main(["--config", COND, "--workdir", wd, "--mode", "colorize"] + TINY + rgb) == 0
-    z = np.load(os.path.join(wd, "colorize.npz"))
+    z = np.load(latest(wd, "colorize", "colorize.npz"))
     # float32 rounding of x - mean(x) + grey: relative to the size of the (untrained, large) output
     np.testing.assert_allclose(z["output"].mean(1), z["original"].mean(1), rtol=0,
                                atol=4e-7 * max(1.0, float(np.abs(z["output"]).max())))
