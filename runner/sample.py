@@ -49,7 +49,8 @@ def run_sample(config, workdir, checkpoint=None):
     is_image = len(dims) == 3
     labels, n = labels_for(config)          # class labels and guidance (issue 10)
     per_row = s.samples_per_class if str(s.get("class_label", "none")).lower() == "all" else 0
-    guidance = guided_score_fn(config, workdir, sde, model, None if labels is None else labels[:1].to(device))[1]
+    guidance = ({"guidance": "none"} if labels is None else      # (guidance needs labels: validated)
+                guided_score_fn(config, workdir, sde, model, labels[:1].to(device))[1])
     out_dir = run_dir(workdir, "samples", step, s.sampler)
     npz_path = os.path.join(out_dir, "samples.npz")
     writer = None

@@ -6,6 +6,7 @@ import os
 import pytest
 
 import run
+from test_cli import latest
 
 TINY = ["--config.training.num_threads=1", "--config.training.progress=False", "--config.model.nf=8",
         "--config.training.n_iters=2", "--config.eval.num_samples=6", "--config.eval.rtol=1e-2",
@@ -16,7 +17,7 @@ def test_eval_digits_both_estimators_and_baselines(tmp_path):
     wd = str(tmp_path / "d")
     assert run.main(["--workdir", wd, "--mode", "train"] + TINY) == 0
     assert run.main(["--workdir", wd, "--mode", "eval", "--config.eval.repeats=2"] + TINY) == 0
-    ev = json.load(open(os.path.join(wd, "eval.json")))
+    ev = json.load(open(latest(wd, "eval", "eval.json")))
     assert ev["convention"]["num_levels"] == 17 and "17 levels" in ev["quantity"]
     assert ev["estimator"] == "ode" and ev["bits_per_dim"] == ev["ode"]["bits_per_dim"]
     for r in ("ode", "elbo"):
@@ -32,12 +33,15 @@ def test_eval_digits_both_estimators_and_baselines(tmp_path):
     # 256-level convention on request; float64 and eps=1e-5 options; ELBO only
     assert run.main(["--workdir", wd, "--mode", "eval", "--config.eval.repeats=1", "--config.eval.estimator=elbo",
                      "--config.eval.dtype=float64", "--config.eval.eps=1e-5"] + TINY) == 0
-    ev = json.load(open(os.path.join(wd, "eval.json")))
+    ev = json.load(open(latest(wd, "eval", "eval.json")))
     assert ev["estimator"] == "elbo" and "ode" not in ev and ev["dtype"] == "float64" and ev["eps"] == 1e-5
     assert ev["stderr_estimator"] is None          # one repeat: no split
-    assert run.main(["--workdir", wd, "--mode", "eval", "--config.data.num_levels=256", "--config.eval.repeats=1",
+    # the 256-level convention is a data setting (the model is trained on 8-bit bin centres): its own workdir
+    wd = str(tmp_path / "d256")
+    assert run.main(["--workdir", wd, "--mode", "train", "--config.data.num_levels=256"] + TINY) == 0
+    assert run.main(["--workdir", wd, "--mode", "eval", "--config.eval.repeats=1",
                      "--config.eval.estimator=ode"] + TINY) == 0
-    ev8 = json.load(open(os.path.join(wd, "eval.json")))
+    ev8 = json.load(open(latest(wd, "eval", "eval.json")))
     assert ev8["convention"]["num_levels"] == 256 and ev8["baselines"]["gaussian"] > 5
 
 
