@@ -36,7 +36,7 @@ import torch
 from sde_lib import batch_sum, expand_as_batch
 
 from ._common import CountedScore, Timer, check_choice, check_eps, check_positive, check_steps, quiet
-from .ode import ADAPTIVE_METHODS, FIXED_METHODS, METHODS, GuardedTime, _check_finite
+from .ode import ADAPTIVE_METHODS, FIXED_METHODS, METHODS, ODE_NORMS, GuardedTime, _check_finite, error_norm
 
 Tensor = torch.Tensor
 
@@ -60,7 +60,7 @@ class LikelihoodResult:
 def log_likelihood(sde, score_fn, x: Tensor, trace: str = "exact", noise: str = "rademacher",
                    probes: int = 1, method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
                    eps: Optional[float] = None, generator: Optional[torch.Generator] = None,
-                   steps: Optional[int] = None) -> LikelihoodResult:
+                   steps: Optional[int] = None, norm: str = "sample") -> LikelihoodResult:
     """log p_eps(x) in nats for every sample of x `[B, *dims]` (see the module docstring).
 
     Args:
@@ -70,11 +70,15 @@ def log_likelihood(sde, score_fn, x: Tensor, trace: str = "exact", noise: str = 
         method, rtol, atol, steps: torchdiffeq method and tolerances (steps for fixed-grid methods).
         eps:    start time (default sde.eps).
         generator: for the Hutchinson probes.
+        norm:   error norm of adaptive methods over the (x, delta) state: "sample" (each sample's
+                RMS over its x and delta, worst sample decides), "batch" (one RMS over everything)
+                or "mixed" (torchdiffeq's default, max of the RMS of x and of delta); see solvers.ode.
     """
     check_choice("trace", trace, ("exact", "hutchinson"))
     check_choice("noise", noise, ("rademacher", "gaussian"))
     check_choice("ODE method", method, METHODS)
     check_steps(probes, "probes")
+    check_choice("ODE error norm", norm, ODE_NORMS)
     rtol, atol = check_positive("rtol", rtol), check_positive("atol", atol)
     eps = check_eps(sde, eps)
     _check_finite("x", x)
@@ -127,7 +131,7 @@ def log_likelihood(sde, score_fn, x: Tensor, trace: str = "exact", noise: str = 
         options = None
     else:
         times = torch.tensor([eps, sde.T], dtype=torch.float64, device=x.device)
-        options = {"step_t": torch.tensor([sde.T], dtype=torch.float64)}
+        options = {"step_t": torch.tensor([sde.T], dtype=torch.float64), "norm": error_norm(norm, B)}
     state0 = (x.detach(), torch.zeros(B, dtype=x.dtype, device=x.device))
     with Timer() as timer, torch.no_grad():
         xs, deltas = odeint(func, state0, times, method=method, rtol=rtol, atol=atol, options=options)
@@ -136,7 +140,7 @@ def log_likelihood(sde, score_fn, x: Tensor, trace: str = "exact", noise: str = 
     return LikelihoodResult(logp=prior + delta, prior_logp=prior, delta_logp=delta, z=z, nfe=counted.nfe,
                             vjps=vjps[0], seconds=timer.seconds,
                             options={"trace": trace, "noise": noise, "probes": probes, "method": method,
-                                     "rtol": rtol, "atol": atol, "eps": eps, "steps": steps,
+                                     "rtol": rtol, "atol": atol, "eps": eps, "steps": steps, "norm": norm,
                                      "clamped": guard.n_clamped})
 
 

@@ -10,6 +10,16 @@ mechanisms make sure of it:
   (the initial step-size heuristic of adaptive methods evaluates one trial
   point at t0 + h0). `info.extra["clamped"]` counts the evaluations that
   needed it; with `step_t` it is 0 in our tests.
+
+Error norm (`norm=`, torchdiffeq's `norm` option; `bench/ode_accuracy.py`): a step is
+accepted when norm(err / (atol + rtol |y|)) <= 1. "batch" (torchdiffeq's and scipy's
+default for one tensor) is the RMS over every entry of the whole batch, so one sample's
+error is diluted by the others; "sample" takes each sample's own RMS (over x and, for
+the likelihood, its log-density increment) and the worst sample decides, so every
+sample meets the tolerance whatever else is in the batch; "mixed" is torchdiffeq's
+default for the likelihood's (x, delta) tuple, max(RMS(x), RMS(delta)) over the batch.
+The steps are still shared by the batch (torchdiffeq has one time per solve), so a
+sample's result changes with its batch at the level of the tolerance, not beyond.
 """
 from __future__ import annotations
 
@@ -20,6 +30,25 @@ from ._common import check_choice, check_positive, check_steps, quiet, time_grid
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 FIXED_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams")
 METHODS = ADAPTIVE_METHODS + FIXED_METHODS
+ODE_NORMS = ("sample", "batch", "mixed")
+
+
+def error_norm(kind: str, batch_size: int):
+    """The torchdiffeq `norm` option for a state `[B, *dims]` or a tuple of `[B, ...]` tensors."""
+    check_choice("ODE error norm", kind, ODE_NORMS)
+
+    def rows(state):
+        parts = state if isinstance(state, (tuple, list)) else (state,)
+        return [p.reshape(batch_size, -1) for p in parts]
+
+    def norm(state):
+        r = rows(state)
+        if kind == "sample":
+            return torch.cat(r, dim=1).pow(2).mean(dim=1).sqrt().max()
+        if kind == "batch":
+            return torch.cat(r, dim=1).pow(2).mean().sqrt()
+        return torch.stack([p.pow(2).mean().sqrt() for p in r]).max()
+    return norm
 
 
 class GuardedTime:
@@ -40,8 +69,10 @@ class GuardedTime:
 
 
 def odeint_flow(sde, score, x, t0: float, t1: float, method: str = "dopri5", rtol: float = 1e-5,
-                atol: float = 1e-5, steps=None, n_out: int = 2, progress: bool = False):
+                atol: float = 1e-5, steps=None, n_out: int = 2, progress: bool = False, norm: str = "batch"):
     """Integrate the probability-flow ODE from t0 to t1 (either direction) with torchdiffeq.
+
+    `norm` ("sample", "batch", "mixed"): the error norm of adaptive methods (module docstring).
 
     Returns (states `[n_times, B, *dims]`, times `[n_times]`, guard). Fixed-grid
     methods take `steps` uniform steps and return every grid state; adaptive
@@ -72,7 +103,7 @@ def odeint_flow(sde, score, x, t0: float, t1: float, method: str = "dopri5", rto
         options = None
     else:
         times = torch.linspace(t0, t1, max(2, n_out), dtype=torch.float64, device=x.device)
-        options = {"step_t": torch.tensor([t1], dtype=torch.float64)}
+        options = {"step_t": torch.tensor([t1], dtype=torch.float64), "norm": error_norm(norm, B)}
     try:
         ys = odeint(func, x, times, method=method, rtol=rtol, atol=atol, options=options)
     finally:

@@ -33,6 +33,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
+from .levels import declared_levels, levels_of_uint8, levels_to_model, model_to_levels
+
 Tensor = torch.Tensor
 
 TOY_SETS = ("moons", "8gaussians", "checkerboard", "swissroll")
@@ -85,17 +87,6 @@ def model_to_uint8(x: Tensor) -> Tensor:
     return torch.clamp(torch.floor((x.detach().float() + 1.0) * 128.0), 0, 255).to(torch.uint8)
 
 
-def levels_to_model(k, num_levels: int) -> Tensor:
-    """Level k in {0..L-1} (any integer array) -> bin centre (2k + 1) / L - 1 in [-1, 1), float32."""
-    k = k.detach().clone() if torch.is_tensor(k) else torch.from_numpy(np.array(k))
-    return (2.0 * k.to(torch.float64) + 1.0).div(num_levels).sub(1.0).to(torch.float32)
-
-
-def model_to_levels(x: Tensor, num_levels: int) -> Tensor:
-    """Inverse of levels_to_model (bin index of x): floor((x + 1) L / 2), clamped to 0..L-1, int64."""
-    return torch.clamp(torch.floor((x.detach().double() + 1.0) * (num_levels / 2.0)), 0, num_levels - 1).long()
-
-
 def dequantize(x: Tensor, generator: Optional[torch.Generator] = None, num_levels: int = 256) -> Tensor:
     """Uniform dequantisation within the data's own bins: a bin centre x of L levels becomes
     x - 1/L + 2U/L, U ~ U[0, 1) (uniform over the bin of width 2/L; L = 256: x - 1/256 + U/128)."""
@@ -103,18 +94,6 @@ def dequantize(x: Tensor, generator: Optional[torch.Generator] = None, num_level
         raise ValueError(f"num_levels must be an int >= 2, got {num_levels!r}")
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return x + (2.0 * u - 1.0) / num_levels
-
-
-def uint8_to_levels(a: np.ndarray, num_levels: int, source: str) -> np.ndarray:
-    """8-bit values that encode L < 256 equally spaced levels, u = round(k 255 / (L - 1)),
-    back to k in {0..L-1}; refuses values off that grid (naming the first one)."""
-    k = np.round(a.astype(np.float64) * (num_levels - 1) / 255.0).astype(np.int64)
-    back = np.round(k * 255.0 / (num_levels - 1))
-    off = back != a
-    if off.any():
-        raise ValueError(f"{source}: data.num_levels={num_levels} but the 8-bit value {int(a[off].flat[0])} "
-                         f"is not one of the {num_levels} levels round(k * 255 / {num_levels - 1})")
-    return k
 
 
 # ---- toy sets and mixtures --------------------------------------------------------------------
@@ -378,12 +357,12 @@ def get_dataset(config) -> Dataset:
         labelled = load_labelled_image_folder(d.path, int(d.get("num_channels", 1)))
         if labelled is None:
             a = load_image_folder(d.path, int(d.get("num_channels", 1)))
-            ds = Dataset(name, *split(_levels_of_uint8(a, levels, d.path), tf, seed), is_image=True,
+            ds = Dataset(name, *split(levels_of_uint8(a, levels, d.path), tf, seed), is_image=True,
                          eight_bit=True, num_levels=levels or 256)
         else:   # class subfolders: labels by subfolder, classes in sorted name order
             a, y, classes = labelled
             y_train, y_test = split(torch.from_numpy(y), tf, seed)
-            ds = Dataset(name, *split(_levels_of_uint8(a, levels, d.path), tf, seed), is_image=True,
+            ds = Dataset(name, *split(levels_of_uint8(a, levels, d.path), tf, seed), is_image=True,
                          eight_bit=True, num_levels=levels or 256, train_labels=y_train, test_labels=y_test,
                          num_classes=len(classes), class_names=classes)
     elif name == "array":
@@ -391,7 +370,7 @@ def get_dataset(config) -> Dataset:
             raise ValueError("data.dataset='array' needs data.path (an .npy or .npz file)")
         a, is_image = load_array(d.path, d.get("key", None))
         if a.dtype == np.uint8:
-            x, L = _levels_of_uint8(a, levels, d.path), levels or 256
+            x, L = levels_of_uint8(a, levels, d.path), levels or 256
         elif levels is not None:
             raise ValueError(f"{d.path!r}: data.num_levels={levels} is for uint8 data, but the array holds "
                              f"{a.dtype} values (used as continuous data)")
@@ -402,21 +381,6 @@ def get_dataset(config) -> Dataset:
         raise ValueError(f"unknown data set {name!r}; expected one of {list(DATASETS)}")
     check_config_matches(ds, config)
     return ds
-
-
-def declared_levels(d) -> Optional[int]:
-    """data.num_levels: 0 (or absent) -> None (the data's own levels), else an int 2..256."""
-    v = d.get("num_levels", 0)
-    if isinstance(v, bool) or not isinstance(v, int) or not (v == 0 or 2 <= v <= 256):
-        raise ValueError(f"data.num_levels must be 0 (the data's own levels) or an int in 2..256, got {v!r}")
-    return v or None
-
-
-def _levels_of_uint8(a: np.ndarray, levels: Optional[int], source: str) -> Tensor:
-    """uint8 data in model space: 256 levels, or `levels` equally spaced 8-bit levels."""
-    if levels is None or levels == 256:
-        return uint8_to_model(a)
-    return levels_to_model(uint8_to_levels(a, levels, source), levels)
 
 
 def check_config_matches(ds: Dataset, config) -> None:

@@ -1,0 +1,48 @@
+"""Discrete levels of data: level k of L <-> bin centre (2k + 1)/L - 1 in [-1, 1), 8-bit values that
+encode fewer levels, and the `data.num_levels` setting (see training/data.py)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+Tensor = torch.Tensor
+
+
+def levels_to_model(k, num_levels: int) -> Tensor:
+    """Level k in {0..L-1} (any integer array) -> bin centre (2k + 1) / L - 1 in [-1, 1), float32."""
+    k = k.detach().clone() if torch.is_tensor(k) else torch.from_numpy(np.array(k))
+    return (2.0 * k.to(torch.float64) + 1.0).div(num_levels).sub(1.0).to(torch.float32)
+
+
+def model_to_levels(x: Tensor, num_levels: int) -> Tensor:
+    """Inverse of levels_to_model (bin index of x): floor((x + 1) L / 2), clamped to 0..L-1, int64."""
+    return torch.clamp(torch.floor((x.detach().double() + 1.0) * (num_levels / 2.0)), 0, num_levels - 1).long()
+
+
+def uint8_to_levels(a: np.ndarray, num_levels: int, source: str) -> np.ndarray:
+    """8-bit values that encode L < 256 equally spaced levels, u = round(k 255 / (L - 1)),
+    back to k in {0..L-1}; refuses values off that grid (naming the first one)."""
+    k = np.round(a.astype(np.float64) * (num_levels - 1) / 255.0).astype(np.int64)
+    back = np.round(k * 255.0 / (num_levels - 1))
+    off = back != a
+    if off.any():
+        raise ValueError(f"{source}: data.num_levels={num_levels} but the 8-bit value {int(a[off].flat[0])} "
+                         f"is not one of the {num_levels} levels round(k * 255 / {num_levels - 1})")
+    return k
+
+
+def declared_levels(d) -> Optional[int]:
+    """data.num_levels: 0 (or absent) -> None (the data's own levels), else an int 2..256."""
+    v = d.get("num_levels", 0)
+    if isinstance(v, bool) or not isinstance(v, int) or not (v == 0 or 2 <= v <= 256):
+        raise ValueError(f"data.num_levels must be 0 (the data's own levels) or an int in 2..256, got {v!r}")
+    return v or None
+
+
+def levels_of_uint8(a: np.ndarray, levels: Optional[int], source: str) -> Tensor:
+    """uint8 data in model space: 256 levels, or `levels` equally spaced 8-bit levels."""
+    if levels is None or levels == 256:
+        return levels_to_model(a, 256)
+    return levels_to_model(uint8_to_levels(a, levels, source), levels)
