@@ -11,9 +11,10 @@ Modes:
   sample  draws config.sampling.num_samples samples with config.sampling.sampler (options from
           config.sampling.options.<sampler>); writes samples.npz, samples.png, sample.json
   eval    bits/dim of the test split under the probability-flow ODE (config.eval); writes eval.json
-  compare every sampler of config.compare.samplers at every budget (steps, or tolerances for the
-          adaptive ODE) on the trained model: nfe, seconds and sliced W1 to the test split, plus the
-          data's own floor; for `mixture` data also with the exact score; writes compare.json, compare.png
+  compare a sampler study: every sampler (config.compare.samplers="all") x an NFE ladder x seeds on the
+          trained model, image metrics in the feature space of a classifier trained on the data, with
+          reference rows (train-vs-test floor, fitted Gaussian, exact score for mixture data); resumable;
+          writes compare.json, compare.md, compare.png, compare_grids/ (config.compare.quick=True: minutes)
   all     train, then sample, then eval (what `python run.py` with no arguments does)
 
 Any config field can be overridden: --config.training.n_iters=2000 (or "--config.training.n_iters 2000").
