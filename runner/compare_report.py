@@ -47,6 +47,39 @@ def aggregate(rows):
     return out
 
 
+def _z(a, b, k):
+    """(b - a) in units of the standard error of the difference of two independent means."""
+    se = math.hypot(a.get(k + "_se", float("nan")), b.get(k + "_se", float("nan")))
+    return (b[k] - a[k]) / se if se > 0 else float("nan")
+
+
+def resolution(aggs, primary, max_nfe=20):
+    """How well the primary metric resolves the study: the best model row, the floor and the Gaussian
+    compared in SE units of their difference (oriented so that positive = the first is better), and,
+    at every NFE budget <= max_nfe, how many sampler pairs differ by more than 2 SE."""
+    from evaluation import LOWER_IS_BETTER
+    sign = 1.0 if LOWER_IS_BETTER[primary] else -1.0
+    ok = [a for a in aggs if math.isfinite(a.get(primary, math.nan))]
+    ref = {a["sampler"]: a for a in ok if a["score"] == "reference"}
+    model = [a for a in ok if a["score"] == "model"]
+    out = {"metric": primary}
+    if model:
+        best = min(model, key=lambda a: sign * a[primary])
+        out["best"] = {"sampler": best["sampler"], "label": best["label"], "value": best[primary],
+                       "se": best.get(primary + "_se")}
+        if "gaussian" in ref:
+            out["gaussian_minus_best_in_se"] = sign * _z(best, ref["gaussian"], primary)
+    if "gaussian" in ref and "floor" in ref:
+        out["gaussian_minus_floor_in_se"] = sign * _z(ref["floor"], ref["gaussian"], primary)
+    pairs = {}
+    for b in sorted({a["nfe_budget"] for a in model if "nfe_budget" in a and a["nfe_budget"] <= max_nfe}):
+        col = [a for a in model if a.get("nfe_budget") == b]
+        zs = [abs(_z(x, y, primary)) for i, x in enumerate(col) for y in col[i + 1:]]
+        pairs[str(b)] = {"pairs": len(zs), "separated_by_2se": sum(z > 2 for z in zs)}
+    out["pairs_at_low_nfe"] = pairs
+    return out
+
+
 def _fmt(a, k, digits=3):
     if k not in a or not math.isfinite(a[k]):
         return "—"
@@ -69,6 +102,14 @@ def markdown(aggs, meta):
     refs = [a for a in aggs if a["score"] == "reference"]
     lines += [f"**{NAMES[p]}** ({'lower' if lower else 'higher'} is better). Reference rows: " +
               "; ".join(f"{a['sampler']} {_fmt(a, p)}" for a in refs) + ".", ""]
+    res = resolution(aggs, p)
+    if "gaussian_minus_best_in_se" in res:
+        lines += [f"Resolution: the Gaussian is {res['gaussian_minus_best_in_se']:.1f} SE worse than the best "
+                  f"sampler row ({res['best']['sampler']}, {res['best']['label']}); the floor is "
+                  f"{res.get('gaussian_minus_floor_in_se', float('nan')):.1f} SE better than the Gaussian (SE of "
+                  "the difference). Sampler pairs separated by > 2 SE: " +
+                  ", ".join(f"NFE {b}: {v['separated_by_2se']}/{v['pairs']}" for b, v in res["pairs_at_low_nfe"].items())
+                  + ".", ""]
     fixed = [a for a in aggs if a["score"] != "reference" and "nfe_budget" in a]
     ladder = sorted({a["nfe_budget"] for a in fixed})
     if ladder:
@@ -110,6 +151,7 @@ def plot(aggs, meta, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
     present = [k for k in METRICS if any(k in a for a in aggs)]
     cols = 3
     rows_n = math.ceil(len(present) / cols)
@@ -134,6 +176,8 @@ def plot(aggs, meta, path):
             if math.isfinite(se):
                 ax.axhspan(a[k] - se, a[k] + se, color=style, alpha=0.15)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("NFE")
         ax.set_title(NAMES[k])
     for ax in list(axes.flat)[len(present):]:
@@ -184,7 +228,8 @@ def compose_grids(aggs, grid_dir):
 
 def write_all(rows, meta, paths):
     aggs = aggregate(rows)
-    report = {**meta, "metric_names": NAMES, "aggregates": aggs, "rows": rows}
+    report = {**meta, "metric_names": NAMES, "resolution": resolution(aggs, meta["primary_metric"]),
+              "aggregates": aggs, "rows": rows}
     with open(paths["json"], "w") as f:
         json.dump(json_safe(report), f, indent=1)
     with open(paths["md"], "w") as f:
