@@ -69,6 +69,9 @@ def test_digits_all_modes_tiny(tmp_path):
     (["--frobnicate"], "unrecognised argument '--frobnicate'"),
     (["--config", "/nonexistent/cfg.py"], "config file '/nonexistent/cfg.py' does not exist"),
     (["--config.data.dataset=mnist"], "unknown data set 'mnist'"),
+    (["--config.compare.seeds=(0,)"], "needs at least 2 seeds"),
+    (["--config.compare.nfe=(1, 5)"], "config.compare.nfe must hold ints >= 2"),
+    (["--config.compare.primary_metric=fid"], "unknown config.compare.primary_metric 'fid'"),
 ])
 def test_bad_flags_give_one_clear_error(argv, message, capsys, tmp_path):
     assert run.main(["--workdir", str(tmp_path / "w")] + argv) == 2

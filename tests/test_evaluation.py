@@ -189,3 +189,40 @@ def test_inception_metrics_need_the_extra_and_rgb_images():
     except ImportError:
         with pytest.raises(ValueError, match=r'pip install -e "\.\[fid\]"'):
             InceptionFeatures()
+
+
+def _write_idx(path, a):
+    import struct
+    with open(path, "wb") as f:
+        f.write(struct.pack(">HBB", 0, 8, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape) + a.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_and_npz_labels(tmp_path):
+    """Labels come from the idx label files next to the images, and from an .npz `y` array split
+    with the data's own permutation (label i stays with image i)."""
+    from configs.default import get_config
+    from training.data import get_dataset
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("t10k", 10)):
+        img = rng.integers(0, 256, (n, 28, 28))
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte", img)
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte", img[:, 0, 0] % 10)   # label = first pixel mod 10
+    cfg = get_config()
+    cfg.data.dataset, cfg.data.path, cfg.data.image_size = "fashion_mnist", str(tmp_path), 28
+    ds = get_dataset(cfg)
+    ytr, yte = dataset_labels(cfg, ds)
+    from training.data import model_to_uint8
+    assert torch.equal(ytr, model_to_uint8(ds.train)[:, 0, 0, 0].long() % 10)
+    assert torch.equal(yte, model_to_uint8(ds.test)[:, 0, 0, 0].long() % 10)
+    x = rng.integers(0, 256, (50, 1, 8, 8)).astype(np.uint8)
+    np.savez(tmp_path / "arr.npz", x=x, y=x[:, 0, 0, 0] % 7)
+    cfg = get_config()
+    cfg.data.dataset, cfg.data.path = "array", str(tmp_path / "arr.npz")
+    ds = get_dataset(cfg)
+    ytr, yte = dataset_labels(cfg, ds)
+    assert torch.equal(ytr, model_to_uint8(ds.train)[:, 0, 0, 0].long() % 7)
+    assert torch.equal(yte, model_to_uint8(ds.test)[:, 0, 0, 0].long() % 7)
+    np.savez(tmp_path / "bad.npz", x=x, y=np.arange(3))
+    cfg.data.path = str(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match="one per example"):
+        dataset_labels(cfg, get_dataset(cfg))
