@@ -2,8 +2,8 @@
 
 A *cell* is one (score, sampler, budget, seed) run. Budgets are a shared ladder of NFE
 (score evaluations, the final denoising step included). Each sampler's NFE per step is
-measured, not tabulated: a dry run with 1 and 2 steps on one sample with the trivial score
-`-x` gives `nfe = overhead + per_step * steps`, and a budget b maps to
+measured, not tabulated: dry runs with 3 and 4 steps (a multistep method may need a few steps
+to warm up) on one sample with the trivial score `-x` give `nfe = overhead + per_step * steps`, and a budget b maps to
 `steps = max(1, round((b - overhead) / per_step))`. A sampler whose NFE does not change with
 `steps` is adaptive (the `ode` sampler with dopri5): it runs at each of `compare.tolerances`.
 """
@@ -75,19 +75,19 @@ def validate_compare(c) -> None:
 
 
 def step_cost(sde, name: str, options: dict, dims, denoise: bool) -> Tuple[int, int]:
-    """(overhead, per_step) NFE of sampler `name` with `options`, from dry runs at 1 and 2 steps
+    """(overhead, per_step) NFE of sampler `name` with `options`, from dry runs at 3 and 4 steps
     on one sample with the score -x. per_step = 0 means adaptive (NFE independent of steps)."""
     import torch
     import solvers
     nfe = []
-    for steps in (1, 2):
+    for steps in (3, 4):
         try:
             _, info = solvers.sample(sde, lambda x, t: -x, (1, *dims), sampler=name, denoise=denoise,
                                      generator=torch.Generator().manual_seed(0), **{**options, "steps": steps})
         except ValueError as e:
             raise ValueError(f"compare: sampler {name!r} with options {options} failed its dry run: {e}") from None
         nfe.append(int(info.nfe))
-    return nfe[0] - (nfe[1] - nfe[0]), nfe[1] - nfe[0]
+    return nfe[0] - 3 * (nfe[1] - nfe[0]), nfe[1] - nfe[0]
 
 
 def budgets(sde, name: str, base: dict, s: dict, dims, denoise: bool) -> List[Tuple[dict, dict]]:
