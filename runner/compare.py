@@ -139,26 +139,30 @@ def run_compare(config, workdir):
           f"~{planned} batched score evaluations at ~{per_nfe * 1e3:.0f} ms: about {planned * per_nfe / 60:.1f} min")
 
     gaussian = gaussian_sampler(ds.train)
+
+    def draw(cell, count):
+        """The first `count` samples of a cell (all n when count = n): reference draws, or the
+        sampler with per-sample seeds shared across samplers (sample i is the same in any batch)."""
+        gen = torch.Generator().manual_seed(1_000_003 * (cell["seed"] + 1))
+        if cell["sampler"] == "floor":
+            return ds.train[torch.randperm(ds.train.shape[0], generator=gen)[:n]][:count], None
+        if cell["sampler"] == "gaussian":
+            return gaussian(n, gen)[:count], None
+        seeds = [1_000_003 * (cell["seed"] + 1) + i for i in range(count)]
+        return solvers.sample(sde, score_fns[cell["score"]], (count, *dims), sampler=cell["sampler"],
+                              seeds=seeds, denoise=config.sampling.denoise, **cell["options"])
+
     from tqdm.auto import tqdm
     bar = tqdm(total=planned, unit="nfe", disable=not c.progress, desc="compare")
     for cell in todo:
-        gen = torch.Generator().manual_seed(1_000_003 * (cell["seed"] + 1))
         t_start = time.perf_counter()
-        info = None
-        if cell["sampler"] == "floor":
-            x = ds.train[torch.randperm(ds.train.shape[0], generator=gen)[:n]]
-        elif cell["sampler"] == "gaussian":
-            x = gaussian(n, gen)
-        else:
-            seeds = [1_000_003 * (cell["seed"] + 1) + i for i in range(n)]   # shared across samplers
-            x, info = solvers.sample(sde, score_fns[cell["score"]], (n, *dims), sampler=cell["sampler"],
-                                     seeds=seeds, denoise=config.sampling.denoise, **cell["options"])
+        x, info = draw(cell, n)
         seconds = time.perf_counter() - t_start if info is None else info.seconds
         row = {k: cell[k] for k in ("key", "score", "sampler", "label", "seed", "options")}
         row.update(cell["budget"])
         row.update({"nfe": 0 if info is None else int(info.nfe), "seconds": round(seconds, 4), "n": n})
         row.update(evaluator.evaluate(x))
-        if cell["label"] in grid_pick[(cell["score"], cell["sampler"])] and cell["seed"] == s["seeds"][0]:
+        if cell["seed"] == s["seeds"][0]:
             compare_report.save_cell_grid(x, ds, os.path.join(paths["grids"], grid_file(row)))
         _append(paths["cells"], row)
         done[row["key"]] = row
@@ -169,6 +173,12 @@ def run_compare(config, workdir):
     bar.close()
 
     rows = [done[cell["key"]] for cell in cells]
+    for row in rows:
+        row["grid"] = row["label"] in grid_pick[(row["score"], row["sampler"])] and row["seed"] == s["seeds"][0]
+        path = os.path.join(paths["grids"], grid_file(row))
+        if row["grid"] and not os.path.exists(path):     # a resumed cell from before grids were kept
+            cell = next(c for c in cells if c["key"] == row["key"])
+            compare_report.save_cell_grid(draw(cell, min(64, n))[0], ds, path)
     meta = {"dataset": ds.name, "num_samples": n, "reference": f"test split, first {n}", "primary_metric": primary,
             "samplers": list(names), "settings": s, "seeds": list(s["seeds"]), "checkpoint": ckpt, "step": step,
             "use_ema": c.use_ema, "denoise": config.sampling.denoise, "features": extractor.info,

@@ -127,5 +127,6 @@ def label_of(budget: Dict) -> str:
 
 
 def grid_file(row) -> str:
-    """File name of one cell's sample grid inside compare_grids/."""
-    return f"{row['score']}_{row['sampler']}_{row['label']}.png".replace("=", "")
+    """File name of one cell's sample grid inside compare_grids/ (with the cell key, so a grid is
+    never mistaken for that of another configuration in the same workdir)."""
+    return f"{row['score']}_{row['sampler']}_{row['label']}_{row['key']}.png".replace("=", "")

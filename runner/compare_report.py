@@ -199,17 +199,19 @@ def save_cell_grid(x, ds, path, count=64):
         save_scatter(x[:2000, :2].numpy(), ds.test[:2000, :2].numpy(), path)
 
 
-def compose_grids(aggs, grid_dir):
-    """compare_grids/<score>_<sampler>.png: a sampler's 2-3 budget grids side by side, titled with NFE."""
+def compose_grids(rows, aggs, grid_dir):
+    """compare_grids/<score>_<sampler>.png: a sampler's 2-3 budget grids side by side, titled with NFE
+    (the grids of the first seed's cells of this study: rows carrying `grid`)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from .compare_plan import grid_file
+    nfe = {(a["score"], a["sampler"], a["label"]): a.get("nfe", float("nan")) for a in aggs}
     groups = {}
-    for a in aggs:
-        f = os.path.join(grid_dir, grid_file(a))
-        if os.path.exists(f):
-            groups.setdefault((a["score"], a["sampler"]), []).append((a, f))
+    for r in rows:
+        f = os.path.join(grid_dir, grid_file(r))
+        if r.get("grid") and os.path.exists(f):
+            groups.setdefault((r["score"], r["sampler"]), []).append((r, f))
     for (score, sampler), items in groups.items():
         out = os.path.join(grid_dir, f"{score}_{sampler}.png")
         if os.path.exists(out) and os.path.getmtime(out) >= max(os.path.getmtime(f) for _, f in items):
@@ -217,8 +219,8 @@ def compose_grids(aggs, grid_dir):
         fig, axes = plt.subplots(1, len(items), figsize=(3.2 * len(items), 3.5), squeeze=False)
         for ax, (a, f) in zip(axes[0], items):
             ax.imshow(plt.imread(f), cmap="gray")
-            nfe = "" if a["score"] == "reference" else f", NFE {a['nfe']:.0f}"
-            ax.set_title(f"{a['label']}{nfe}", fontsize=9)
+            n = "" if a["score"] == "reference" else f", NFE {nfe[(a['score'], a['sampler'], a['label'])]:.0f}"
+            ax.set_title(f"{a['label']}{n}", fontsize=9)
             ax.axis("off")
         fig.suptitle(f"{sampler} ({score})", fontsize=10)
         fig.tight_layout()
@@ -235,5 +237,5 @@ def write_all(rows, meta, paths):
     with open(paths["md"], "w") as f:
         f.write(markdown(aggs, meta))
     plot(aggs, meta, paths["png"])
-    compose_grids(aggs, paths["grids"])
+    compose_grids(rows, aggs, paths["grids"])
     return report

@@ -161,8 +161,16 @@ def test_compare_on_digits_scores_in_the_classifier_feature_space(tmp_path):
         assert math.isfinite(agg[("ddim", "nfe=9")][key]) and agg[("ddim", "nfe=9")][key + "_se"] >= 0
     # an untrained network draws noise: far worse than the floor
     assert agg[("floor", "floor")]["fd"] + 5 * agg[("floor", "floor")]["fd_se"] < agg[("ddim", "nfe=9")]["fd"]
-    for name in ("model_ddim.png", "model_pc_nfe5.png", "reference_gaussian.png"):
+    for name in ("model_ddim.png", "model_pc.png", "reference_gaussian.png", "reference_floor.png"):
         assert os.path.exists(os.path.join(wd, "compare_grids", name))
+    # a cell grid lost after the run is redrawn on resume, pixel for pixel (per-sample seeds)
+    import glob
+    from PIL import Image
+    cell_grid = glob.glob(os.path.join(wd, "compare_grids", "model_pc_nfe5_*.png"))[0]
+    before = np.asarray(Image.open(cell_grid))
+    os.remove(cell_grid)
+    assert run.main(args + ["--mode", "compare"]) == 0
+    assert np.array_equal(np.asarray(Image.open(cell_grid)), before)
 
 
 def test_compare_refuses_unknown_sampler(tmp_path, capsys):
