@@ -13,13 +13,14 @@ Modes:
   sample  draws config.sampling.num_samples samples with config.sampling.sampler (options from
           config.sampling.options.<sampler>) into a new samples/step<step>-<sampler>-<NNN>/:
           samples.npz, samples.png, sample.json; the last stdout line is the .npz path
-  eval    bits/dim of the test split under the probability-flow ODE (config.eval); writes eval.json
-  compare every sampler of config.compare.samplers at every budget (steps, or tolerances for the
-          adaptive ODE) on the trained model: nfe, seconds and sliced W1 to the test split, plus the
-          data's own floor; for `mixture` data also with the exact score; writes compare.json, compare.png
+  eval    test-split bits/dim (ODE NLL and/or ELBO, baselines; config.eval) into eval/step<N>-.../eval.json
+  compare a sampler study: every sampler (config.compare.samplers="all") x an NFE ladder x seeds on the
+          trained model, image metrics in the feature space of a classifier trained on the data, with
+          reference rows (train-vs-test floor, fitted Gaussian, exact score for mixture data); resumable;
+          writes compare/step<N>-<study>/ compare.json, .md, .png, grids (compare.quick=True: minutes)
   train_classifier  the classifier of config.classifier (noise-conditional for guidance, or a clean-data
           judge) into workdir/<classifier.dir>/; sample takes sampling.class_label / guidance / guidance_scale
-  inpaint, colorize  on test images with config.inpaint (mask spec, sampler); writes <mode>.png/.npz/.json
+  inpaint, colorize  on test images with config.inpaint (mask spec, sampler) into <mode>/step<N>-.../
   all     train, then sample, then eval (what `python run.py` with no arguments does)
 
 Once a workdir has been trained, --config is optional: every mode loads workdir/config.py, and

@@ -117,15 +117,25 @@ def get_default_config() -> ml_collections.ConfigDict:
         sde=dict(method="euler"),
     ))
 
-    # `--mode compare`: every sampler in `samplers` at every budget, on the trained model
-    # (EMA), scored by sliced W1 to the test split; for `mixture` data also with the exact
-    # score (models.GaussianMixture), which isolates discretisation error.
+    # `--mode compare`: a sampler study (runner/compare.py). Every sampler of `samplers`
+    # ("all": every registered sampler) at every NFE budget of the shared ladder `nfe`
+    # (adaptive samplers at `tolerances`) for every seed, num_samples samples per cell (capped
+    # by the test split), scored against the test split in the feature space of a classifier
+    # trained on the data (evaluation/), with reference rows: train vs test (the floor), a
+    # Gaussian fitted to the train split, and the exact score for `mixture` data. Resumable.
     config.compare = compare = ml_collections.ConfigDict()
-    compare.samplers = ("euler_maruyama", "ancestral", "ddim", "heun", "ode")
-    compare.steps = (10, 25, 50, 100)          # fixed-step samplers: grid sizes
-    compare.tolerances = (1e-2, 1e-3, 1e-5)    # adaptive `ode`: rtol = atol
-    compare.num_samples = 512
-    compare.seed = 3
+    compare.samplers = "all"                    # "all" or a tuple of names of solvers.SAMPLERS
+    compare.nfe = (5, 10, 20, 50, 100, 200, 500, 1000)   # NFE budgets (final denoising step included)
+    compare.tolerances = (1e-2, 1e-3, 1e-5)     # adaptive samplers (ode dopri5): rtol = atol
+    compare.seeds = (0, 1, 2)                   # independent sample sets per cell (>= 2; SE over them)
+    compare.num_samples = 1000                  # samples per cell and reference-set size (capped by the test split)
+    compare.quick = False                       # True: nfe (5, 10, 20), tolerance 1e-2, 200 samples
+    compare.primary_metric = ""                 # "": fd for images, sliced_w1 for vectors
+    compare.feature_cache = ""                  # feature classifiers ("": ~/.cache/scoresde/feature_nets)
+    compare.feature_epochs = 30                 # feature classifier training epochs (part of its cache key)
+    compare.inception = False                   # also Inception FID/KID (pip install -e ".[fid]"; RGB >= 32x32)
+    compare.seed = 3                            # KID subsets and sliced-W1 directions
+    compare.progress = True
     compare.use_ema = True
 
     # Classifiers (issue 10): `--mode train_classifier` trains this one into workdir/<dir>/.

@@ -1,67 +1,199 @@
-"""`--mode compare`: every sampler at every budget on the trained model (and the exact score)."""
+"""`--mode compare`: a sampler study. Samplers x a shared NFE ladder x seeds on the trained model,
+every metric of `evaluation.SampleEvaluator` with its standard error over seeds, reference rows
+(train-vs-test floor, a Gaussian fitted to the train split, and the exact score for mixture
+data), resumable cell by cell. Planning lives in `compare_plan`, tables and figures in
+`compare_report`.
+"""
 from __future__ import annotations
 
 import json
 import os
+import time
 
-from .common import data_shape, json_safe, restored_score_fn, run_dir, setup
-from .figures import save_compare_plot
+from .common import data_shape, json_safe, restored_score_fn, setup
+from .compare_plan import (budgets, cell_key, grid_file, grid_labels, label_of, resolve_samplers, settings,
+                           step_cost, validate_compare)
+
+ADAPTIVE_NFE_GUESS = 100      # for the time estimate only: adaptive runs report their real NFE
 
 
-def compare_budgets(config, name):
-    """The (label, options) runs of sampler `name` in compare mode: one per grid size, or one
-    per tolerance for the adaptive ODE. Options start from config.sampling.options.<name>."""
-    import solvers
-    base = dict(config.sampling.options.get(name, {}) or {})
+def compare_paths(workdir: str, step: int, context: dict) -> dict:
+    """Every file the study writes (the one place that says where results go): one directory per
+    checkpoint and study context, `workdir/compare/step<N>-<hash of context>/`. Rerunning the same
+    study resumes there (adding samplers, budgets or seeds only runs the new cells); a study with
+    other settings (data, SDE, sample size, features, EMA, denoise, checkpoint) gets its own
+    directory, so no earlier result is overwritten."""
+    import hashlib
+    digest = hashlib.sha1(json.dumps(json_safe(context), sort_keys=True).encode()).hexdigest()[:8]
+    out = os.path.join(workdir, "compare", f"step{int(step):09d}-{digest}")
+    return {"dir": out, "json": os.path.join(out, "compare.json"), "md": os.path.join(out, "compare.md"),
+            "png": os.path.join(out, "compare.png"), "cells": os.path.join(out, "compare_cells.jsonl"),
+            "grids": os.path.join(out, "compare_grids")}
+
+
+def load_cells(path: str) -> dict:
+    """Finished cells by key from the append-only log (a torn last line from a crash is ignored)."""
+    done = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                done[row["key"]] = row
+    return done
+
+
+def _append(path: str, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(json_safe(row)) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def gaussian_sampler(train):
+    """draw(n, generator) from N(mean, cov) fitted to the flattened train split (full covariance)."""
+    import torch
+    flat = train.reshape(train.shape[0], -1).double()
+    mu, cov = flat.mean(0), torch.cov(flat.T).reshape(flat.shape[1], -1)
+    lam, u = torch.linalg.eigh(cov)
+    root = u * lam.clamp(min=0).sqrt()
+
+    def draw(n, generator):
+        z = torch.randn(n, flat.shape[1], generator=generator, dtype=torch.float64)
+        return (mu + z @ root.T).float().reshape(n, *train.shape[1:])
+    return draw
+
+
+def plan_cells(config, sde, names, s, dims, has_exact):
+    """All cells in run order (references first) with their planned NFE."""
     c = config.compare
-    if name == "ode" and base.get("method", "dopri5") not in solvers.FIXED_ODE_METHODS:
-        return [({"tol": tol}, {**base, "rtol": tol, "atol": tol}) for tol in c.tolerances]
-    return [({"steps": n}, {**base, "steps": n}) for n in c.steps]
+    cells = []
+    for ref in ("floor", "gaussian"):
+        for seed in s["seeds"]:
+            cells.append({"score": "reference", "sampler": ref, "options": {}, "budget": {}, "label": ref,
+                          "seed": seed, "planned_nfe": 0})
+    for score in ("model", "exact") if has_exact else ("model",):
+        for name in names:
+            base = dict(config.sampling.options.get(name, {}) or {})
+            overhead, per_step = step_cost(sde, name, base, dims, config.sampling.denoise)
+            for budget, options in budgets(sde, name, base, s, dims, config.sampling.denoise):
+                planned = ADAPTIVE_NFE_GUESS if per_step == 0 else overhead + per_step * options["steps"]
+                for seed in s["seeds"]:
+                    cells.append({"score": score, "sampler": name, "options": options, "budget": budget,
+                                  "label": label_of(budget), "seed": seed, "planned_nfe": planned})
+    return cells
 
 
 def run_compare(config, workdir, checkpoint=None):
-    """Sampler comparison on the trained model (and, for mixture data, on the exact score)."""
+    """Run (or resume) the study in `workdir` and write compare.json, compare.md, compare.png and grids."""
     import torch
     import solvers
+    from evaluation import FeatureSettings, SampleEvaluator, dataset_labels, get_feature_extractor
     from training.data import get_dataset, mixture_distribution
+    from . import compare_report
 
     c = config.compare
-    device, here = setup(config)
+    validate_compare(c)
+    s = settings(c)
+    names = resolve_samplers(c.samplers)
+    device, _ = setup(config)
     sde, model, model_score_fn, step, ckpt = restored_score_fn(config, workdir, c.use_ema, checkpoint, device)
     ds = get_dataset(config)
-    n = min(c.num_samples, ds.test.shape[0], ds.train.shape[0])
-    ref = ds.test[:n].double()
-    proj = lambda: torch.Generator().manual_seed(c.seed + 1)   # the same directions for every row
-    floor = solvers.sliced_wasserstein(ds.train[:n], ref, generator=proj())
-    score_fns = [("model", model_score_fn)]
+    dims = data_shape(model)
+    n = min(s["num_samples"], ds.test.shape[0], ds.train.shape[0])
+    distribution = None
     if ds.name == "mixture":
         m = config.data.mixture
-        score_fns.append(("exact", mixture_distribution(m.weights, m.means, m.stds).score_fn(sde)))
-    shape = (n, *data_shape(model))
-    rows = []
-    for score_name, score_fn in score_fns:
-        for name in c.samplers:
-            for budget, options in compare_budgets(config, name):
-                dev = device if score_name == "model" else torch.device("cpu")   # the oracle lives on the CPU
-                gen = torch.Generator(device=dev).manual_seed(c.seed)
-                x, info = solvers.sample(sde, score_fn, shape, sampler=name, generator=gen, device=dev,
-                                         denoise=config.sampling.denoise, **options)
-                x = x.cpu()
-                finite = bool(torch.isfinite(x).all())
-                sw = solvers.sliced_wasserstein(x, ref, generator=proj()) if finite else float("nan")
-                rows.append({"score": score_name, "sampler": name, **budget, "nfe": info.nfe,
-                             "seconds": round(info.seconds, 4), "sliced_w1": sw, "finite": finite})
-                print(f"{score_name:5s} {name:16s} {budget} nfe={info.nfe:5d} sliced W1={sw:.4f} "
-                      f"({info.seconds:.2f}s)")
-    report = {"dataset": ds.name, "reference": f"test split, first {n}", "num_samples": n,
-              "metric": "sliced Wasserstein-1 (256 directions) to the reference",
-              "floor": floor, "floor_meaning": f"sliced W1 between {n} training and {n} test examples",
-              "denoise": config.sampling.denoise, "checkpoint": ckpt, "step": step, "use_ema": c.use_ema,
-              "results": rows}
-    out = run_dir(workdir, "compare", step, "sliced_w1")
-    with open(os.path.join(out, "compare.json"), "w") as f:
-        json.dump(json_safe(report), f, indent=2)
-    figure = os.path.join(out, "compare.png")
-    save_compare_plot(report, figure)
-    print(f"compared {len(rows)} runs (data floor {floor:.4f}): {os.path.join(out, 'compare.json')}, {figure}")
+        distribution = mixture_distribution(m.weights, m.means, m.stds)
+    inception = None
+    if c.inception:
+        from evaluation.inception import InceptionFeatures, check_inception_shape
+        check_inception_shape(ds.shape)
+        inception = InceptionFeatures()
+    extractor = get_feature_extractor(ds, dataset_labels(config, ds) if ds.is_image else None, c.feature_cache,
+                                      FeatureSettings(epochs=c.feature_epochs), log=print)
+    evaluator = SampleEvaluator(ds.test[:n], extractor, ds.num_levels, distribution, inception, seed=c.seed)
+    primary = c.primary_metric or ("fd" if ds.is_image else "sliced_w1")
+    score_fns = {"model": model_score_fn}
+    if distribution is not None:
+        score_fns["exact"] = distribution.score_fn(sde)
+    context = {"data": config.data.to_dict(), "sde": config.sde.to_dict(), "n": n, "step": step,
+               "checkpoint": os.path.basename(str(ckpt)), "use_ema": c.use_ema, "denoise": config.sampling.denoise,
+               "features": extractor.info.get("key", extractor.kind), "metric_seed": c.seed,
+               "inception": bool(c.inception)}
+    paths = compare_paths(workdir, step, context)
+
+    cells = plan_cells(config, sde, names, s, dims, distribution is not None)
+    for cell in cells:
+        cell["key"] = cell_key(cell, context)
+    done = load_cells(paths["cells"])
+    todo = [cell for cell in cells if cell["key"] not in done]
+    grid_pick = {}
+    for cell in cells:
+        grid_pick.setdefault((cell["score"], cell["sampler"]), []).append(cell)
+    grid_pick = {k: set(grid_labels(v)) for k, v in grid_pick.items()}
+    os.makedirs(paths["grids"], exist_ok=True)
+
+    planned = sum(cell["planned_nfe"] for cell in todo)
+    with torch.no_grad():
+        x = torch.randn(n, *dims, generator=torch.Generator().manual_seed(0)).to(device)
+        t0 = time.perf_counter()
+        model_score_fn(x, torch.full((n,), 0.5, device=device))
+        per_nfe = time.perf_counter() - t0
+    print(f"compare: {len(cells)} cells ({len(cells) - len(todo)} done, {len(todo)} to run) = "
+          f"{len(names)} samplers x budgets x {len(s['seeds'])} seeds + references, {n} samples each; "
+          f"~{planned} batched score evaluations at ~{per_nfe * 1e3:.0f} ms: about {planned * per_nfe / 60:.1f} min")
+
+    gaussian = gaussian_sampler(ds.train)
+
+    def draw(cell, count):
+        """The first `count` samples of a cell (all n when count = n): reference draws, or the
+        sampler with per-sample seeds shared across samplers (sample i is the same in any batch)."""
+        gen = torch.Generator().manual_seed(1_000_003 * (cell["seed"] + 1))
+        if cell["sampler"] == "floor":
+            return ds.train[torch.randperm(ds.train.shape[0], generator=gen)[:n]][:count], None
+        if cell["sampler"] == "gaussian":
+            return gaussian(n, gen)[:count], None
+        seeds = [1_000_003 * (cell["seed"] + 1) + i for i in range(count)]
+        dev = device if cell["score"] == "model" else torch.device("cpu")     # the oracle lives on the CPU
+        x, info = solvers.sample(sde, score_fns[cell["score"]], (count, *dims), sampler=cell["sampler"],
+                                 seeds=seeds, denoise=config.sampling.denoise, device=dev, **cell["options"])
+        return x.cpu(), info
+
+    from tqdm.auto import tqdm
+    bar = tqdm(total=planned, unit="nfe", disable=not c.progress, desc="compare")
+    for cell in todo:
+        t_start = time.perf_counter()
+        x, info = draw(cell, n)
+        seconds = time.perf_counter() - t_start if info is None else info.seconds
+        row = {k: cell[k] for k in ("key", "score", "sampler", "label", "seed", "options")}
+        row.update(cell["budget"])
+        row.update({"nfe": 0 if info is None else int(info.nfe), "seconds": round(seconds, 4), "n": n})
+        row.update(evaluator.evaluate(x))
+        if cell["seed"] == s["seeds"][0]:
+            compare_report.save_cell_grid(x, ds, os.path.join(paths["grids"], grid_file(row)))
+        _append(paths["cells"], row)
+        done[row["key"]] = row
+        bar.update(cell["planned_nfe"])
+        value = row.get(primary, float("nan"))
+        bar.write(f"{cell['score']:9s} {cell['sampler']:18s} {cell['label']:11s} seed {cell['seed']} "
+                  f"nfe={row['nfe']:5d} {primary}={value:.4f} ({seconds:.1f}s)")
+    bar.close()
+
+    rows = [done[cell["key"]] for cell in cells]
+    for row in rows:
+        row["grid"] = row["label"] in grid_pick[(row["score"], row["sampler"])] and row["seed"] == s["seeds"][0]
+        path = os.path.join(paths["grids"], grid_file(row))
+        if row["grid"] and not os.path.exists(path):     # a resumed cell from before grids were kept
+            cell = next(c for c in cells if c["key"] == row["key"])
+            compare_report.save_cell_grid(draw(cell, min(64, n))[0], ds, path)
+    meta = {"dataset": ds.name, "num_samples": n, "reference": f"test split, first {n}", "primary_metric": primary,
+            "samplers": list(names), "settings": s, "seeds": list(s["seeds"]), "checkpoint": ckpt, "step": step,
+            "use_ema": c.use_ema, "denoise": config.sampling.denoise, "features": extractor.info,
+            "reference_label_hist": evaluator.ref_hist, "quick": bool(c.quick)}
+    report = compare_report.write_all(rows, meta, paths)
+    print(f"compared {len(rows)} cells; primary metric {primary}: {paths['json']}, {paths['md']}, "
+          f"{paths['png']}, {paths['grids']}/")
     return report

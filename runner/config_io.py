@@ -96,19 +96,8 @@ def validate_config(config) -> None:
         if not isinstance(v, int) or v < 0 or (name == "sampling.num_samples" and v == 0):
             raise ValueError(f"config.{name} must be a {'positive' if name.startswith('sampling') else 'non-negative'}"
                              f" int, got {v!r}")
-    cmp = config.compare
-    for name in cmp.samplers:
-        if name not in solvers.SAMPLERS:
-            raise ValueError(f"unknown sampler {name!r} in config.compare.samplers; "
-                             f"expected names from {list(solvers.SAMPLERS)}")
-    for v in cmp.steps:
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"config.compare.steps must hold positive ints, got {v!r}")
-    for v in cmp.tolerances:
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-            raise ValueError(f"config.compare.tolerances must hold numbers > 0, got {v!r}")
-    if not isinstance(cmp.num_samples, int) or cmp.num_samples < 2:
-        raise ValueError(f"config.compare.num_samples must be an int >= 2, got {cmp.num_samples!r}")
+    from .compare_plan import validate_compare
+    validate_compare(config.compare)
     if "class_label" in config.sampling:      # guidance settings (issue 10)
         from .guided import check_guidance_config
         check_guidance_config(config)

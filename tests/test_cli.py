@@ -1,5 +1,6 @@
 """run.py end to end on tiny configs, and its error messages."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -76,6 +77,9 @@ def test_digits_all_modes_tiny(tmp_path):
     (["--frobnicate"], "unrecognised argument '--frobnicate'"),
     (["--config", "/nonexistent/cfg.py"], "config file '/nonexistent/cfg.py' does not exist"),
     (["--config.data.dataset=mnist"], "unknown data set 'mnist'"),
+    (["--config.compare.seeds=(0,)"], "needs at least 2 seeds"),
+    (["--config.compare.nfe=(1, 5)"], "config.compare.nfe must hold ints >= 2"),
+    (["--config.compare.primary_metric=fid"], "unknown config.compare.primary_metric 'fid'"),
 ])
 def test_bad_flags_give_one_clear_error(argv, message, capsys, tmp_path):
     assert run.main(["--workdir", str(tmp_path / "w")] + argv) == 2
@@ -102,28 +106,81 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     assert p.stderr.startswith("error: unknown SDE name 'foo'") and "Traceback" not in p.stderr
 
 
-def test_compare_mode_on_a_mixture_with_the_exact_score(tmp_path):
-    """compare runs every sampler at every budget; on mixture data it adds the exact score, whose
-    samples (discretisation error only) beat a barely trained network's by far."""
+def test_compare_study_on_a_mixture_is_resumable_and_has_references(tmp_path):
+    """The study on mixture data: budgets map to steps through the measured NFE per step, every
+    cell runs per seed, the exact-score runs (discretisation error only) beat a barely trained
+    network's, the floor sits below the Gaussian, and a rerun skips every finished cell."""
     wd = str(tmp_path / "mix")
     cfg = os.path.join(ROOT, "configs", "toy_mixture_vp_mlp.py")
     args = ["--config", cfg, "--workdir", wd] + TINY_TOY + [
-        "--config.compare.samplers=('euler_maruyama', 'ode')", "--config.compare.steps=(5, 20)",
-        "--config.compare.tolerances=(1e-3,)", "--config.compare.num_samples=50"]
+        "--config.compare.samplers=euler_maruyama,ode", "--config.compare.nfe=(5, 21)",
+        "--config.compare.tolerances=(1e-3,)", "--config.compare.num_samples=200",
+        "--config.compare.seeds=(0, 1)", "--config.compare.progress=False", "--config.data.num_test=300",
+        "--config.data.num_train=600"]
     assert run.main(args + ["--mode", "train"]) == 0
     assert run.main(args + ["--mode", "compare"]) == 0
-    report = json.load(open(latest(wd, "compare", "compare.json")))
-    rows = report["results"]
-    assert [(r["score"], r["sampler"]) for r in rows] == [
-        ("model", "euler_maruyama")] * 2 + [("model", "ode")] + [("exact", "euler_maruyama")] * 2 + [("exact", "ode")]
-    em = [r for r in rows if r["sampler"] == "euler_maruyama"]
-    assert [r["steps"] for r in em] == [5, 20, 5, 20] and [r["nfe"] for r in em] == [6, 21, 6, 21]  # + denoise
-    assert all(r["finite"] and r["sliced_w1"] > 0 for r in rows) and report["floor"] > 0
-    exact_best = min(r["sliced_w1"] for r in rows if r["score"] == "exact")
-    model_best = min(r["sliced_w1"] for r in rows if r["score"] == "model")
-    assert exact_best < 0.5 * model_best
-    assert exact_best < 3 * report["floor"]
-    assert os.path.getsize(latest(wd, "compare", "compare.png")) > 1000
+    study = os.path.dirname(latest(wd, "compare", "compare.json"))     # compare/step<N>-<study hash>/
+    report = json.load(open(os.path.join(study, "compare.json")))
+    rows = report["rows"]
+    assert len(rows) == 2 * 2 + 2 * (2 + 1) * 2          # references + (model, exact) x budgets x seeds
+    em = [r for r in rows if r["sampler"] == "euler_maruyama" and r["score"] == "model"]
+    assert [(r["nfe_budget"], r["steps"], r["nfe"]) for r in em] == [(5, 4, 5)] * 2 + [(21, 20, 21)] * 2
+    ode = [r for r in rows if r["sampler"] == "ode"]
+    assert all(r["tol"] == 1e-3 and "steps" not in r and r["nfe"] > 21 for r in ode)   # adaptive: tolerances
+    assert all(r["n"] == 200 and r["finite"] for r in rows)      # min(num_samples, train, test)
+    agg = {(a["score"], a["sampler"], a["label"]): a for a in report["aggregates"]}
+    floor, gauss = agg[("reference", "floor", "floor")], agg[("reference", "gaussian", "gaussian")]
+    assert report["primary_metric"] == "sliced_w1" and floor["sliced_w1_se"] > 0
+    assert floor["sliced_w1"] + 3 * floor["sliced_w1_se"] < gauss["sliced_w1"]
+    assert abs(floor["dlogp"]) < 0.2 < -gauss["dlogp"]     # exact log-density: Gaussian fills the gap
+    exact = agg[("exact", "euler_maruyama", "nfe=21")]
+    model = agg[("model", "euler_maruyama", "nfe=21")]
+    assert exact["sliced_w1"] < 0.5 * model["sliced_w1"] and exact["sliced_w1"] < 3 * floor["sliced_w1"]
+    md = open(os.path.join(study, "compare.md")).read()
+    assert "| exact | euler_maruyama |" in md and "NFE 21" in md and "± " in md
+    assert os.path.getsize(os.path.join(study, "compare.png")) > 1000
+    assert os.path.exists(os.path.join(study, "compare_grids", "exact_ode.png"))
+    cells = open(os.path.join(study, "compare_cells.jsonl")).read()
+    assert run.main(args + ["--mode", "compare"]) == 0            # resumed: nothing recomputed
+    assert open(os.path.join(study, "compare_cells.jsonl")).read() == cells
+    assert json.load(open(os.path.join(study, "compare.json")))["aggregates"] == report["aggregates"]
+    # one more seed: only its cells run
+    assert run.main(args + ["--mode", "compare", "--config.compare.seeds=(0, 1, 2)"]) == 0
+    new_rows = open(os.path.join(study, "compare_cells.jsonl")).read().splitlines()[len(cells.splitlines()):]
+    assert len(new_rows) == len(rows) // 2 and all(json.loads(r)["seed"] == 2 for r in new_rows)
+
+
+def test_compare_on_digits_scores_in_the_classifier_feature_space(tmp_path):
+    """Image data: classifier features (cached, accuracy recorded), label histograms, sample grids."""
+    wd = str(tmp_path / "digits")
+    args = ["--workdir", wd, "--config.training.num_threads=1", "--config.training.progress=False",
+            "--config.model.nf=8", "--config.training.n_iters=2", "--config.compare.samplers=('ddim', 'pc')",
+            "--config.compare.nfe=(5, 9)", "--config.compare.seeds=(0, 1)", "--config.compare.num_samples=40",
+            "--config.compare.feature_epochs=2", f"--config.compare.feature_cache={tmp_path / 'feat'}",
+            "--config.compare.progress=False"]
+    assert run.main(args + ["--mode", "train"]) == 0
+    assert run.main(args + ["--mode", "compare"]) == 0
+    study = os.path.dirname(latest(wd, "compare", "compare.json"))
+    report = json.load(open(os.path.join(study, "compare.json")))
+    assert report["primary_metric"] == "fd" and report["features"]["kind"] == "classifier"
+    assert 0 < report["features"]["test_accuracy"] <= 1 and len(report["reference_label_hist"]) == 10
+    pc = [r for r in report["rows"] if r["sampler"] == "pc"]
+    assert [(r["steps"], r["nfe"]) for r in pc] == [(2, 5)] * 2 + [(4, 9)] * 2
+    agg = {(a["sampler"], a["label"]): a for a in report["aggregates"]}
+    for key in ("fd", "kid", "precision", "recall", "density", "coverage", "label_tv", "sliced_w1"):
+        assert math.isfinite(agg[("ddim", "nfe=9")][key]) and agg[("ddim", "nfe=9")][key + "_se"] >= 0
+    # an untrained network draws noise: far worse than the floor
+    assert agg[("floor", "floor")]["fd"] + 5 * agg[("floor", "floor")]["fd_se"] < agg[("ddim", "nfe=9")]["fd"]
+    for name in ("model_ddim.png", "model_pc.png", "reference_gaussian.png", "reference_floor.png"):
+        assert os.path.exists(os.path.join(study, "compare_grids", name))
+    # a cell grid lost after the run is redrawn on resume, pixel for pixel (per-sample seeds)
+    import glob
+    from PIL import Image
+    cell_grid = glob.glob(os.path.join(study, "compare_grids", "model_pc_nfe5_*.png"))[0]
+    before = np.asarray(Image.open(cell_grid))
+    os.remove(cell_grid)
+    assert run.main(args + ["--mode", "compare"]) == 0
+    assert np.array_equal(np.asarray(Image.open(cell_grid)), before)
 
 
 def test_compare_refuses_unknown_sampler(tmp_path, capsys):
