@@ -3,7 +3,6 @@ the images (same permutation from `data.split_seed`). Returns (train_labels, tes
 None for unlabelled data. Nothing is downloaded."""
 from __future__ import annotations
 
-import os
 from typing import Optional, Tuple
 
 import numpy as np

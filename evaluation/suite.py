@@ -17,7 +17,6 @@ samples and data are compared in the same discrete space.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch

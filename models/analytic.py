@@ -21,7 +21,7 @@ c*H*W + h*W + w), and scores come back in the shape of the input.
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import torch
 

@@ -68,7 +68,6 @@ def gaussian_sampler(train):
 
 def plan_cells(config, sde, names, s, dims, has_exact):
     """All cells in run order (references first) with their planned NFE."""
-    c = config.compare
     cells = []
     for ref in ("floor", "gaussian"):
         for seed in s["seeds"]:

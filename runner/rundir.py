@@ -64,7 +64,6 @@ def save_config(config, workdir: str) -> str:
 
 def load_saved_config(workdir: str):
     """The workdir's saved config (a ConfigDict on top of the current defaults), or None."""
-    import ml_collections
     path = config_path(workdir)
     if not os.path.isfile(path):
         return None

@@ -13,7 +13,7 @@ with b(t) = beta_min + t (beta_max - beta_min) and sigma(t) = smin (smax/smin)^t
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 

@@ -36,7 +36,7 @@ import torch
 from sde_lib import batch_sum, expand_as_batch
 
 from ._common import CountedScore, Timer, check_choice, check_eps, check_positive, check_steps, quiet
-from .ode import ADAPTIVE_METHODS, FIXED_METHODS, METHODS, ODE_NORMS, GuardedTime, _check_finite, error_norm
+from .ode import FIXED_METHODS, METHODS, ODE_NORMS, GuardedTime, _check_finite, error_norm
 
 Tensor = torch.Tensor
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import check_choice, check_positive, check_steps, quiet, time_grid
+from ._common import check_choice, check_positive, check_steps, quiet
 
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 FIXED_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams")

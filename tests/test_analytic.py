@@ -1,5 +1,4 @@
 """The exact Gaussian-mixture score oracle against autograd, quadrature, scipy and sampling statistics."""
-import math
 
 import numpy as np
 import pytest

@@ -1,6 +1,5 @@
 """config.device resolution, mixed precision (bf16 autocast runs on CPU; fp16 with a GradScaler),
 channels_last, generators on the device, and the held-out loss against its closed form."""
-import math
 
 import pytest
 import torch

@@ -1,7 +1,6 @@
 """torchrun with 2 CPU processes (gloo): sharded sampling gives the same samples as one process;
 DDP training resumes bit for bit (slow)."""
 import os
-import shutil
 import subprocess
 import sys
 

@@ -1,7 +1,6 @@
 """--mode eval: ODE NLL and ELBO with repeats, the SE split, baselines, conventions and bad values."""
 import json
 import math
-import os
 
 import pytest
 

@@ -7,7 +7,6 @@ import torch
 from models.analytic import make_mixture
 from sde_lib import VESDE, VPSDE
 from solvers import sample
-from solvers._common import NoiseSource
 from solvers.correctors import langevin, langevin_alpha
 from solvers.metrics import dlogp
 

@@ -8,8 +8,7 @@ import torch
 
 import configs.default as default
 from solvers import bits_per_dim
-from training.data import (dequantize, get_dataset, levels_to_model, load_digits_levels, load_digits_uint8,
-                           model_to_levels)
+from training.data import (dequantize, get_dataset, levels_to_model, load_digits_levels, model_to_levels)
 
 
 def cfg(**data):

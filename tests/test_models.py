@@ -1,11 +1,9 @@
 """Shapes and parameterisation of the score networks and of get_score_fn."""
-import math
 
 import ml_collections
 import pytest
 import torch
 
-import models
 from models import ScoreMLP, UNet, get_model, get_score_fn
 from sde_lib import VESDE, VPSDE, subVPSDE
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from models.analytic import GaussianMixture, make_mixture
+from models.analytic import GaussianMixture
 from sde_lib import VESDE, VPSDE
 from solvers import SAMPLERS, NoiseSource, register_sampler, sample, sampler_table, unregister_sampler
 

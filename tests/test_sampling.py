@@ -6,7 +6,7 @@ from models.analytic import make_mixture
 from sde_lib import VESDE, VPSDE, subVPSDE
 from solvers import sample
 
-from test_solvers_helpers import assert_matches_mixture, mixture_report
+from test_solvers_helpers import assert_matches_mixture
 
 SDES = {"vp": lambda: VPSDE(), "subvp": lambda: subVPSDE(), "ve": lambda: VESDE()}
 N = 2000

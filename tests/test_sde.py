@@ -2,7 +2,6 @@
 import math
 
 import ml_collections
-import numpy as np
 import pytest
 import torch
 from scipy import integrate

@@ -33,7 +33,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from .levels import declared_levels, levels_of_uint8, levels_to_model, model_to_levels
+from .levels import declared_levels, levels_of_uint8, levels_to_model, model_to_levels  # noqa: F401 (re-exported)
 
 Tensor = torch.Tensor
 
