@@ -10,6 +10,10 @@ seed, never used for guidance; `configs/digits_classifier.py`):
   averaged over classes (SE over classes);
 - sliced W1 of all samples to the test split (fidelity and coverage together).
 
+Samples are first snapped to the data set's own levels (`Dataset.num_levels`; digits: 17 levels,
+bin centres (2k + 1)/17 - 1): the judge was trained on those values and the test split holds them,
+so all three metrics compare like with like. The model's config is the workdir's saved config.py.
+
 Reference rows: the test split itself (judge accuracy, diversity), and unguided samples with the
 null label (w = -1: the unconditional model). Needs a workdir with the conditional model
 (`--mode train`), the guidance classifier (`--mode train_classifier`) and the judge
@@ -38,9 +42,12 @@ from runner.config_io import load_config  # noqa: E402
 from runner.guided import guided_score_fn  # noqa: E402
 from training import restore_model  # noqa: E402
 from training.classifier import restore_classifier  # noqa: E402
-from training.data import get_dataset, model_to_uint8, uint8_to_model  # noqa: E402
+from runner.rundir import check_against_saved, load_saved_config  # noqa: E402
+from training.data import get_dataset  # noqa: E402
+from training.levels import levels_to_model, model_to_levels  # noqa: E402
 
 OUT = os.path.join(ROOT, "bench", "results")
+DEFAULT_CONFIG = os.path.join(ROOT, "configs", "digits_cond_vp_ddpmpp.py")
 
 
 def diversity(x, y, K):
@@ -56,17 +63,34 @@ def diversity(x, y, K):
     return t.mean().item(), (t.std() / math.sqrt(t.numel())).item()
 
 
+def on_levels(x, num_levels):
+    """Samples as data: each value snapped to the bin centre of the data set's own level
+    (digits: 17 levels, (2k + 1)/17 - 1); continuous data are left as they are."""
+    return x if num_levels is None else levels_to_model(model_to_levels(x, num_levels), num_levels)
+
+
+def run_config(config_file, workdir):
+    """The workdir's saved config (run.py's rule); `config_file`, if given, must agree on model/sde/data."""
+    saved = load_saved_config(workdir)
+    if saved is None:
+        return load_config(config_file or DEFAULT_CONFIG)
+    if config_file:
+        check_against_saved(load_config(config_file), saved, workdir)
+    return saved
+
+
 def judge_accuracy(judge_fn, x, y):
-    xq = uint8_to_model(model_to_uint8(x.clamp(-1, 1)))      # the judge saw 8-bit bin centres
+    """x already on the data's levels: the judge was trained on those bin centres."""
     with torch.no_grad():
-        c = (judge_fn(xq, torch.zeros(x.shape[0])).argmax(1) == y).double()
+        c = (judge_fn(x, torch.zeros(x.shape[0])).argmax(1) == y).double()
     return c.mean().item(), (c.std() / math.sqrt(c.numel())).item()
 
 
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--workdir", default="runs/cond")
-    p.add_argument("--config", default=os.path.join(ROOT, "configs", "digits_cond_vp_ddpmpp.py"))
+    p.add_argument("--config", default=None, help="default: the workdir's saved config.py (else the "
+                   "digits_cond config); if given, it must agree with the saved one on model/sde/data")
     p.add_argument("--judge_config", default=os.path.join(ROOT, "configs", "digits_classifier.py"))
     p.add_argument("--per_class", type=int, default=20)
     p.add_argument("--steps", type=int, default=100)
@@ -74,18 +98,18 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     t0 = time.time()
-    config = load_config(args.config)
-    judge_config = load_config(args.judge_config)
+    config = run_config(args.config, args.workdir)
+    judge_config = load_config(args.judge_config)      # only its classifier block is used
     import sde_lib
     sde = sde_lib.get_sde(config)
     model, step, ckpt = restore_model(config, args.workdir, use_ema=True)
     judge, judge_ckpt = restore_classifier(judge_config, args.workdir)
     judge_fn = models.get_classifier_fn(sde, judge, noise_conditional=False)
     ds = get_dataset(config)
-    K = ds.num_classes
+    K, L = ds.num_classes, ds.num_levels
     y = torch.arange(K).repeat_interleave(args.per_class)
     proj = lambda: torch.Generator().manual_seed(0)
-    test = ds.test
+    test = ds.test          # already bin centres of the data's levels
     rows = [{"method": "test split (reference)", "scale": None, "n": int(test.shape[0]),
              "judge_accuracy": judge_accuracy(judge_fn, test, ds.test_labels),
              "diversity": diversity(test, ds.test_labels, K),
@@ -97,6 +121,7 @@ def main():
         score_fn, desc = guided_score_fn(config, args.workdir, sde, model, y, guidance=method, scale=scale)
         x, info = solvers.sample(sde, score_fn, (y.numel(), *ds.shape), sampler=args.sampler, steps=args.steps,
                                  denoise=True, generator=torch.Generator().manual_seed(1))
+        x = on_levels(x, L)     # every metric sees samples on the data's levels, as the test split is
         row = {"method": method, "scale": scale, "n": int(y.numel()), "nfe": info.nfe,
                "seconds": round(info.seconds, 1), "judge_accuracy": judge_accuracy(judge_fn, x, y),
                "diversity": diversity(x, y, K),
@@ -105,6 +130,7 @@ def main():
         print(row, flush=True)
     report = {"workdir": args.workdir, "checkpoint": ckpt, "step": step, "judge": judge_ckpt,
               "sampler": args.sampler, "steps": args.steps, "per_class": args.per_class,
+              "num_levels": L, "dequantize": bool(config.training.get("dequantize", False)),
               "notes": "cfg: (1 + w) s(x|y) - w s(x) with the null label (w = -1: unconditional, w = 0: "
                        "conditional); classifier: null-label score + scale * grad log p_phi(y | x_t); accuracy "
                        "by the independent clean-data judge; diversity = mean within-class pairwise L2",
