@@ -1,5 +1,7 @@
-"""torchrun with 2 CPU processes (gloo): sharded sampling gives the same samples as one process;
-DDP training resumes bit for bit (slow)."""
+"""torchrun with 2 CPU processes (gloo): sharded sampling, likelihood eval and the sampler study
+give the same results as one process; DDP training resumes bit for bit (slow)."""
+import glob
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +43,59 @@ def test_sample_i_is_the_same_with_1_and_2_processes(tmp_path, capsys):
     import json
     info = json.load(open(os.path.join(os.path.dirname(two), "sample.json")))
     assert info["world_size"] == 2 and info["batches"] == 3      # rank 0: rows 0-3, 8-11, 16-19; rank 1: 4-7, 12-15, 20
+
+
+@pytest.fixture(scope="module")
+def toy_workdir(tmp_path_factory):
+    wd = str(tmp_path_factory.mktemp("dist") / "toy")
+    assert run.main(["--workdir", wd, "--mode", "train", "--config.training.n_iters=2"] + TINY) == 0
+    return wd
+
+
+def _runs(wd, kind, name):
+    return sorted(glob.glob(os.path.join(wd, kind, "*", name)))
+
+
+EVAL = ["--config.eval.num_samples=21", "--config.eval.batch_size=4", "--config.eval.repeats=2",
+        "--config.eval.estimator=both", "--config.eval.trace=hutchinson", "--config.eval.elbo_n_t=4",
+        "--config.eval.rtol=1e-3", "--config.eval.atol=1e-3"]
+
+
+def _eval_numbers(ev):
+    keys = ("bits_per_dim", "stderr", "stderr_images", "stderr_estimator", "nfe", "nfe_per_example")
+    return ({r: {k: ev[r][k] for k in keys} for r in ("ode", "elbo")}, ev["baselines"], ev["baselines_stderr"],
+            ev["num_examples"], ev["nfe"])
+
+
+def test_eval_numbers_are_the_same_with_1_and_2_processes(toy_workdir):
+    """21 examples in batches of 4 (6 batches, dealt 3 and 3; the last one short), two repeats of
+    fresh Hutchinson probes and ELBO times per batch: every number of eval.json agrees exactly."""
+    torchrun(2, "--workdir", toy_workdir, "--mode", "eval", *EVAL)
+    assert run.main(["--workdir", toy_workdir, "--mode", "eval"] + EVAL) == 0
+    two, one = (json.load(open(p)) for p in _runs(toy_workdir, "eval", "eval.json")[-2:])
+    assert two["world_size"] == 2 and one["world_size"] == 1
+    assert two["stderr_estimator"] > 0            # the probes and times are random: the repeats differ
+    assert _eval_numbers(one) == _eval_numbers(two)
+
+
+def test_compare_rows_are_the_same_with_1_and_2_processes(toy_workdir, tmp_path):
+    """A tiny study (2 reference rows and 2 sampler cells per seed, 2 seeds: 6 cells in 3 rounds of
+    2 ranks): rank 0 writes one log whose rows equal a one-process study's, grids included."""
+    opts = ["--config.compare.samplers=euler_maruyama", "--config.compare.nfe=(5,)",
+            "--config.compare.seeds=(0, 1)", "--config.compare.num_samples=50", "--config.compare.progress=False"]
+    torchrun(2, "--workdir", toy_workdir, "--mode", "compare", *opts)
+    study = os.path.dirname(_runs(toy_workdir, "compare", "compare.json")[0])
+    two = [json.loads(line) for line in open(os.path.join(study, "compare_cells.jsonl"))]
+    grids = sorted(os.listdir(os.path.join(study, "compare_grids")))
+    import shutil
+    shutil.move(os.path.join(toy_workdir, "compare"), str(tmp_path / "two"))
+    assert run.main(["--workdir", toy_workdir, "--mode", "compare"] + opts) == 0
+    one = [json.loads(line) for line in open(os.path.join(study, "compare_cells.jsonl"))]
+    assert len(two) == len(one) == 6 and {r["sampler"] for r in one} == {"floor", "gaussian", "euler_maruyama"}
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in two] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in one]
+    assert sorted(os.listdir(os.path.join(study, "compare_grids"))) == grids and len(grids) >= 3
 
 
 def _weights(path):
