@@ -121,7 +121,7 @@ def run_compare(config, workdir, checkpoint=None):
     for turn in ("main", "others"):      # rank 0 trains and caches the feature classifier, the others load it
         if (turn == "main") == here.is_main:
             extractor = get_feature_extractor(ds, labels, c.feature_cache, FeatureSettings(epochs=c.feature_epochs),
-                                              log=print if here.is_main else (lambda *a: None))
+                                              log=print)
         barrier()
     evaluator = SampleEvaluator(ds.test[:n], extractor, ds.num_levels, distribution, inception, seed=c.seed)
     primary = c.primary_metric or ("fd" if ds.is_image else "sliced_w1")

@@ -119,3 +119,40 @@ def test_ddp_training_resumes_bit_for_bit_and_shards_data(tmp_path):
     # one process resumes the 2-process run (data and noise streams restart from seed and step)
     c = run.main(["--workdir", b, "--mode", "train", "--config.training.n_iters=6"])
     assert c == 0 and os.path.exists(os.path.join(b, "checkpoints", "checkpoint_000000006.pt"))
+
+
+@pytest.mark.slow
+def test_digits_eval_and_compare_are_the_same_with_1_and_2_processes(tmp_path):
+    """Discrete images: per-batch dequantisation noise, the per-pixel baseline, and a study whose
+    feature classifier rank 0 trains and caches while rank 1 waits and then loads it."""
+    wd, feat = str(tmp_path / "digits"), str(tmp_path / "feat")
+    base = ["--workdir", wd, "--config.training.num_threads=1", "--config.training.progress=False",
+            "--config.model.nf=8"]
+    assert run.main(base + ["--mode", "train", "--config.training.n_iters=2"]) == 0
+    ev = ["--mode", "eval", "--config.eval.num_samples=10", "--config.eval.batch_size=3", "--config.eval.repeats=2",
+          "--config.eval.elbo_n_t=4", "--config.eval.rtol=1e-2", "--config.eval.atol=1e-2"]
+    torchrun(2, *base[:2], *ev, timeout=900)
+    assert run.main(base + ev) == 0
+    two, one = (json.load(open(p)) for p in _runs(wd, "eval", "eval.json")[-2:])
+    assert one["convention"]["num_levels"] == 17 and set(one["baselines"]) == {"per_pixel", "gaussian"}
+    assert _eval_numbers(one) == _eval_numbers(two)
+    cmp = ["--mode", "compare", "--config.compare.samplers=('ddim',)", "--config.compare.nfe=(5,)",
+           "--config.compare.seeds=(0, 1)", "--config.compare.num_samples=40", "--config.compare.feature_epochs=2",
+           f"--config.compare.feature_cache={feat}", "--config.compare.progress=False"]
+    out = torchrun(2, *base[:2], *cmp, timeout=900)
+    assert sum("training the feature classifier" in line for line in out) == 1        # once, by rank 0
+    study = os.path.dirname(_runs(wd, "compare", "compare.json")[0])
+    two = [json.loads(line) for line in open(os.path.join(study, "compare_cells.jsonl"))]
+    grids = {f: open(os.path.join(study, "compare_grids", f), "rb").read()
+             for f in os.listdir(os.path.join(study, "compare_grids"))}
+    import shutil
+    shutil.move(os.path.join(wd, "compare"), str(tmp_path / "two"))
+    assert run.main(base + cmp) == 0
+    one = [json.loads(line) for line in open(os.path.join(study, "compare_cells.jsonl"))]
+    assert len(one) == 6 and [{k: v for k, v in r.items() if k != "seconds"} for r in two] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in one]
+    from PIL import Image
+    import io
+    for f, png in grids.items():           # image grids: pixel for pixel
+        again = open(os.path.join(study, "compare_grids", f), "rb").read()
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(Image.open(io.BytesIO(again))))
