@@ -103,9 +103,9 @@ def main(argv=None) -> int:
         config, _ = resolve_config(args.config, overrides, args.workdir, DEFAULT_CONFIG)
         validate_config(config)
         from training.distributed import env_world
-        if env_world().world_size > 1 and args.mode in ("eval", "compare", "all", "train_classifier", "inpaint", "colorize"):
+        if env_world().world_size > 1 and args.mode in ("train_classifier", "inpaint", "colorize"):
             raise ValueError(f"--mode {args.mode} does not shard its work over processes yet; under torchrun "
-                             f"use --mode train or --mode sample, and run {args.mode} with one process")
+                             f"use --mode train, sample, eval, compare or all, and run {args.mode} with one process")
         if args.mode in ("sample", "eval", "compare"):
             from training.checkpoint import find_checkpoint
             find_checkpoint(os.path.join(args.workdir, "checkpoints"), args.checkpoint)
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
             run_train_classifier(config, workdir)
         if args.mode in ("inpaint", "colorize"):
             run_inpaint(config, workdir, task=args.mode, checkpoint=args.checkpoint)
-        if args.mode == "all":
+        if args.mode == "all" and os.environ.get("RANK", "0") == "0":
             print(f"done in {time.time() - t0:.0f}s; outputs in {os.path.abspath(workdir)}: config.py, checkpoints/, "
                   f"metrics.jsonl, loss.png, samples/, eval/")
         return 0

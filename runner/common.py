@@ -9,10 +9,11 @@ What a mode calls to be device-, rank- and run-directory-aware:
     for lo, hi, mine in batches(n, batch_size):     # this rank's slice `mine` of rows lo..hi-1
         y = ...(rows in mine)...; y_all = gather(y, lo, hi, batch_size)   # all rows lo..hi-1, every rank
     if dist.is_main: write files into out_dir
-Randomness per row (eval's dequantisation noise and Hutchinson probes, compare's samples)
-should come from per-row seeds (`training.distributed.sample_seeds(seed, mine.start,
-mine.stop)`) so results do not depend on the number of processes; then drop the mode from
-the torchrun refusal in run.py (today eval, compare and all refuse world_size > 1).
+Randomness must come from per-row or per-batch seeds (sample: `training.distributed.
+sample_seeds(seed, mine.start, mine.stop)`; eval: a generator per (seed, repeat, batch)) so
+results do not depend on the number of processes. compare deals whole cells over the ranks
+instead of rows. Modes not sharded this way are refused under torchrun in run.py
+(train_classifier, inpaint, colorize).
 """
 from __future__ import annotations
 

@@ -1,7 +1,11 @@
 """`--mode compare`: a sampler study. Samplers x a shared NFE ladder x seeds on the trained model,
 every metric of `evaluation.SampleEvaluator` with its standard error over seeds, reference rows
 (train-vs-test floor, a Gaussian fitted to the train split, and the exact score for mixture
-data), resumable cell by cell. Planning lives in `compare_plan`, tables and figures in
+data), resumable cell by cell. Under torchrun the cells still to run are dealt over the ranks
+in rounds (round k: rank r runs cell k * world_size + r); each round's rows (and the first
+seed's sample grids) are all-gathered and rank 0 appends them to compare_cells.jsonl and
+writes every file. A cell's samples come from per-sample seeds, so its row is the same
+whichever rank runs it. Planning lives in `compare_plan`, tables and figures in
 `compare_report`.
 """
 from __future__ import annotations
@@ -97,7 +101,8 @@ def run_compare(config, workdir, checkpoint=None):
     validate_compare(c)
     s = settings(c)
     names = resolve_samplers(c.samplers)
-    device, _ = setup(config)
+    from training.distributed import all_gather_objects, barrier, broadcast_object
+    device, here = setup(config)
     sde, model, model_score_fn, step, ckpt = restored_score_fn(config, workdir, c.use_ema, checkpoint, device)
     ds = get_dataset(config)
     dims = data_shape(model)
@@ -111,8 +116,13 @@ def run_compare(config, workdir, checkpoint=None):
         from evaluation.inception import InceptionFeatures, check_inception_shape
         check_inception_shape(ds.shape)
         inception = InceptionFeatures()
-    extractor = get_feature_extractor(ds, dataset_labels(config, ds) if ds.is_image else None, c.feature_cache,
-                                      FeatureSettings(epochs=c.feature_epochs), log=print)
+    labels = dataset_labels(config, ds) if ds.is_image else None
+    extractor = None
+    for turn in ("main", "others"):      # rank 0 trains and caches the feature classifier, the others load it
+        if (turn == "main") == here.is_main:
+            extractor = get_feature_extractor(ds, labels, c.feature_cache, FeatureSettings(epochs=c.feature_epochs),
+                                              log=print)
+        barrier()
     evaluator = SampleEvaluator(ds.test[:n], extractor, ds.num_levels, distribution, inception, seed=c.seed)
     primary = c.primary_metric or ("fd" if ds.is_image else "sliced_w1")
     score_fns = {"model": model_score_fn}
@@ -127,13 +137,15 @@ def run_compare(config, workdir, checkpoint=None):
     cells = plan_cells(config, sde, names, s, dims, distribution is not None)
     for cell in cells:
         cell["key"] = cell_key(cell, context)
-    done = load_cells(paths["cells"])
+    done = load_cells(paths["cells"]) if here.is_main else None
+    done = broadcast_object(done)
     todo = [cell for cell in cells if cell["key"] not in done]
     grid_pick = {}
     for cell in cells:
         grid_pick.setdefault((cell["score"], cell["sampler"]), []).append(cell)
     grid_pick = {k: set(grid_labels(v)) for k, v in grid_pick.items()}
-    os.makedirs(paths["grids"], exist_ok=True)
+    if here.is_main:
+        os.makedirs(paths["grids"], exist_ok=True)
 
     planned = sum(cell["planned_nfe"] for cell in todo)
     with torch.no_grad():
@@ -141,9 +153,10 @@ def run_compare(config, workdir, checkpoint=None):
         t0 = time.perf_counter()
         model_score_fn(x, torch.full((n,), 0.5, device=device))
         per_nfe = time.perf_counter() - t0
-    print(f"compare: {len(cells)} cells ({len(cells) - len(todo)} done, {len(todo)} to run) = "
-          f"{len(names)} samplers x budgets x {len(s['seeds'])} seeds + references, {n} samples each; "
-          f"~{planned} batched score evaluations at ~{per_nfe * 1e3:.0f} ms: about {planned * per_nfe / 60:.1f} min")
+    say = print if here.is_main else (lambda *a, **k: None)
+    say(f"compare: {len(cells)} cells ({len(cells) - len(todo)} done, {len(todo)} to run) = "
+        f"{len(names)} samplers x budgets x {len(s['seeds'])} seeds + references, {n} samples each; "
+        f"~{planned} batched score evaluations at ~{per_nfe * 1e3:.0f} ms: about {planned * per_nfe / 60:.1f} min")
 
     gaussian = gaussian_sampler(ds.train)
 
@@ -162,24 +175,38 @@ def run_compare(config, workdir, checkpoint=None):
         return x.cpu(), info
 
     from tqdm.auto import tqdm
-    bar = tqdm(total=planned, unit="nfe", disable=not c.progress, desc="compare")
-    for cell in todo:
-        t_start = time.perf_counter()
-        x, info = draw(cell, n)
-        seconds = time.perf_counter() - t_start if info is None else info.seconds
-        row = {k: cell[k] for k in ("key", "score", "sampler", "label", "seed", "options")}
-        row.update(cell["budget"])
-        row.update({"nfe": 0 if info is None else int(info.nfe), "seconds": round(seconds, 4), "n": n})
-        row.update(evaluator.evaluate(x))
-        if cell["seed"] == s["seeds"][0]:
-            compare_report.save_cell_grid(x, ds, os.path.join(paths["grids"], grid_file(row)))
-        _append(paths["cells"], row)
-        done[row["key"]] = row
-        bar.update(cell["planned_nfe"])
-        value = row.get(primary, float("nan"))
-        bar.write(f"{cell['score']:9s} {cell['sampler']:18s} {cell['label']:11s} seed {cell['seed']} "
-                  f"nfe={row['nfe']:5d} {primary}={value:.4f} ({seconds:.1f}s)")
+    bar = tqdm(total=planned, unit="nfe", disable=not (c.progress and here.is_main), desc="compare")
+    W = here.world_size
+    for k in range(0, len(todo), W):          # round k/W: rank r runs cell k + r
+        mine = todo[k + here.rank] if k + here.rank < len(todo) else None
+        out = None
+        if mine is not None:
+            t_start = time.perf_counter()
+            x, info = draw(mine, n)
+            seconds = time.perf_counter() - t_start if info is None else info.seconds
+            row = {key: mine[key] for key in ("key", "score", "sampler", "label", "seed", "options")}
+            row.update(mine["budget"])
+            row.update({"nfe": 0 if info is None else int(info.nfe), "seconds": round(seconds, 4), "n": n})
+            row.update(evaluator.evaluate(x))
+            grid = None           # this cell's grid goes to rank 0, which saves it
+            if mine["seed"] == s["seeds"][0]:
+                grid = x[:64] if ds.is_image else x[:2000, :2]
+            out = (json_safe(row), grid)
+        for cell, got in zip(todo[k:k + W], all_gather_objects(out)):
+            row, grid = got
+            if here.is_main:
+                if grid is not None:
+                    compare_report.save_cell_grid(grid, ds, os.path.join(paths["grids"], grid_file(row)))
+                _append(paths["cells"], row)
+            done[row["key"]] = row
+            bar.update(cell["planned_nfe"])
+            value = row.get(primary, float("nan"))
+            if here.is_main:
+                bar.write(f"{cell['score']:9s} {cell['sampler']:18s} {cell['label']:11s} seed {cell['seed']} "
+                          f"nfe={row['nfe']:5d} {primary}={value:.4f} ({row['seconds']:.1f}s)")
     bar.close()
+    if not here.is_main:
+        return None
 
     rows = [done[cell["key"]] for cell in cells]
     for row in rows:

@@ -14,6 +14,14 @@ What is computed (all on the test split, through the same pipeline):
 * baselines: an independent per-pixel categorical over the data's levels and a
   full-covariance Gaussian fitted to the train split (`solvers.baselines`).
 
+Randomness and processes: batches are `eval.batch_size` test examples in order; batch b of
+repeat r draws its dequantisation noise and Hutchinson probes (or ELBO times) from its own
+generator seeded by (eval.seed, r, b) (`batch_generators`). Under torchrun the batches are
+dealt over the ranks as in `--mode sample` (`runner.common.batches`), the per-example rows are
+gathered, and rank 0 computes the summaries and baselines and writes eval.json: the numbers are
+the same whatever the process count. (Before issue 11 one generator ran through all batches in
+order, so today's draws differ from those of earlier versions; they have the same distribution.)
+
 Bits/dim of discrete data are those of the discrete values on the data's own
 `num_levels` (`solvers.bits_per_dim`); eval.json says which convention ("convention").
 """
@@ -24,9 +32,22 @@ import math
 import os
 import time
 
-from .common import restored_score_fn, run_dir, setup
+from .common import batches, gather, restored_score_fn, run_dir, setup
 
 ESTIMATORS = ("ode", "elbo", "both")
+
+
+def batch_generators(seed, repeat, batch, device):
+    """(CPU generator, generator on `device`) of batch `batch` of repeat `repeat`: the batch's
+    dequantisation noise comes from the first, its Hutchinson probes / ELBO times from the second
+    (the same generator on the CPU). Batches are `eval.batch_size` examples in a fixed order, so
+    every example gets the same noise whichever process evaluates it and in whatever order."""
+    import torch
+    s = ((int(seed) * 1_000_003 + int(repeat)) * 1_000_003 + int(batch)) % (2 ** 63)
+    gen = torch.Generator().manual_seed(s)
+    if device.type == "cpu":
+        return gen, gen
+    return gen, torch.Generator(device=device).manual_seed((s + 1) % (2 ** 63))
 
 
 def _summary(b):
@@ -48,6 +69,7 @@ def run_eval(config, workdir, checkpoint=None):
     import solvers
     from solvers.baselines import gaussian_fit, gaussian_logp, per_pixel_categorical
     from training.data import dequantize, get_dataset, model_to_levels
+    from training.distributed import all_gather_objects
 
     e = config.eval
     estimator = e.get("estimator", "ode")
@@ -64,17 +86,13 @@ def run_eval(config, workdir, checkpoint=None):
     x0 = (ds.test if e.num_samples == 0 else ds.test[:e.num_samples]).to(dtype)
     n, D = x0.shape[0], x0[0].numel()
     L = ds.num_levels
-    gen = torch.Generator().manual_seed(e.seed)
 
     def to_bpd(logp, xb):
         if L is not None:
             return solvers.bits_per_dim(logp, xb.shape, num_levels=L)
         return -logp / (D * math.log(2))     # continuous data: negative log-likelihood in bits/dim
 
-    # dequantisation noise on the CPU; Hutchinson probes and ELBO times on the model's device
-    # (on the CPU: the same generator, as before)
-    dev_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(e.seed + 1)
-    progress = bool(config.training.get("progress", True))
+    progress = bool(config.training.get("progress", True)) and here.is_main
     runs = ["ode", "elbo"] if estimator == "both" else [estimator]
     nb = math.ceil(n / e.batch_size)
     bar = tqdm(total=repeats * nb * len(runs), desc="eval", unit="batch", disable=not progress, dynamic_ncols=True)
@@ -84,31 +102,43 @@ def run_eval(config, workdir, checkpoint=None):
     nfe = {r: 0 for r in runs}
     seconds = {r: 0.0 for r in runs}
     t0 = time.time()
+    reuse = "ode" in runs and L is None and e.trace == "exact"      # deterministic: repeat 0 serves all
     try:
         for rep in range(repeats):
-            x = dequantize(x0, gen, num_levels=L) if L is not None else x0
-            gauss[:, rep] = to_bpd(gaussian_logp(x, mu, cov), x).double()
-            for i in range(0, n, e.batch_size):
-                xb = x[i:i + e.batch_size].to(device)
-                if "ode" in runs and rep > 0 and L is None and e.trace == "exact":
-                    res["ode"][i:i + xb.shape[0], rep] = res["ode"][i:i + xb.shape[0], 0]   # deterministic
-                    bar.update(1)
-                elif "ode" in runs:
-                    r = solvers.log_likelihood(sde, score_fn, xb, trace=e.trace, probes=int(e.get("probes", 1)),
-                                               method=e.method, rtol=e.rtol, atol=e.atol, eps=eps, generator=dev_gen)
-                    res["ode"][i:i + xb.shape[0], rep] = to_bpd(r.logp, xb).double().cpu()
-                    nfe["ode"] += r.nfe
-                    seconds["ode"] += r.seconds
-                    bar.update(1)
-                if "elbo" in runs:
-                    r = solvers.elbo(sde, score_fn, xb, n_t=int(e.get("elbo_n_t", 32)), trace=e.trace, eps=eps,
-                                     generator=dev_gen, chunk=max(e.batch_size, 1))
-                    res["elbo"][i:i + xb.shape[0], rep] = to_bpd(r.elbo, xb).double().cpu()
-                    nfe["elbo"] += r.nfe
-                    seconds["elbo"] += r.seconds
-                    bar.update(1)
+            for lo, hi, mine in batches(n, e.batch_size):
+                cols = torch.zeros(len(mine), 1 + len(runs), dtype=torch.float64)   # gaussian, then runs
+                if len(mine):
+                    gen, dev_gen = batch_generators(e.seed, rep, mine.start // e.batch_size, device)
+                    xb = x0[mine.start:mine.stop]
+                    xb = dequantize(xb, gen, num_levels=L) if L is not None else xb
+                    cols[:, 0] = to_bpd(gaussian_logp(xb, mu, cov), xb).double()
+                    xb = xb.to(device)
+                    for j, r in enumerate(runs, 1):
+                        if r == "ode" and rep > 0 and reuse:
+                            cols[:, j] = res["ode"][mine.start:mine.stop, 0]
+                        elif r == "ode":
+                            out = solvers.log_likelihood(sde, score_fn, xb, trace=e.trace,
+                                                         probes=int(e.get("probes", 1)), method=e.method,
+                                                         rtol=e.rtol, atol=e.atol, eps=eps, generator=dev_gen)
+                            cols[:, j] = to_bpd(out.logp, xb).double().cpu()
+                        else:
+                            out = solvers.elbo(sde, score_fn, xb, n_t=int(e.get("elbo_n_t", 32)), trace=e.trace,
+                                               eps=eps, generator=dev_gen, chunk=max(e.batch_size, 1))
+                            cols[:, j] = to_bpd(out.elbo, xb).double().cpu()
+                        if not (r == "ode" and rep > 0 and reuse):
+                            nfe[r] += out.nfe
+                            seconds[r] += out.seconds
+                cols = gather(cols.to(device), lo, hi, e.batch_size).cpu()   # every rank's rows of this round
+                gauss[lo:hi, rep] = cols[:, 0]
+                for j, r in enumerate(runs, 1):
+                    res[r][lo:hi, rep] = cols[:, j]
+                bar.update(len(runs) * math.ceil((hi - lo) / e.batch_size))
     finally:
         bar.close()
+    # batched score calls and solver time summed over ranks (the same count whatever the process count)
+    totals = all_gather_objects((nfe, seconds))
+    nfe = {r: sum(t[0][r] for t in totals) for r in runs}
+    seconds = {r: sum(t[1][r] for t in totals) for r in runs}
 
     report = {}
     per_example = {"ode": nfe.get("ode", 0) / max(1, repeats * nb), "elbo": int(e.get("elbo_n_t", 32))}
@@ -139,7 +169,9 @@ def run_eval(config, workdir, checkpoint=None):
               "nfe": sum(nfe.values()), "seconds": round(time.time() - t0, 3), "use_ema": e.use_ema,
               "checkpoint": ckpt, "step": step, "dataset": ds.name, "split": "test"}
     out = os.path.join(run_dir(workdir, "eval", step, f"{estimator}-{e.trace}"), "eval.json")
-    report["device"] = str(device)
+    if not here.is_main:
+        return None
+    report["device"], report["world_size"] = str(device), here.world_size
     with open(out, "w") as f:
         json.dump(report, f, indent=2)
     lines = [f"test bits/dim ({convention['quantity'].split(':')[0]}; n={n}, {repeats} repeat(s)):"]

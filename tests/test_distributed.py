@@ -1,5 +1,7 @@
-"""torchrun with 2 CPU processes (gloo): sharded sampling gives the same samples as one process;
-DDP training resumes bit for bit (slow)."""
+"""torchrun with 2 CPU processes (gloo): sharded sampling, likelihood eval and the sampler study
+give the same results as one process; DDP training resumes bit for bit (slow)."""
+import glob
+import json
 import os
 import subprocess
 import sys
@@ -43,6 +45,59 @@ def test_sample_i_is_the_same_with_1_and_2_processes(tmp_path, capsys):
     assert info["world_size"] == 2 and info["batches"] == 3      # rank 0: rows 0-3, 8-11, 16-19; rank 1: 4-7, 12-15, 20
 
 
+@pytest.fixture(scope="module")
+def toy_workdir(tmp_path_factory):
+    wd = str(tmp_path_factory.mktemp("dist") / "toy")
+    assert run.main(["--workdir", wd, "--mode", "train", "--config.training.n_iters=2"] + TINY) == 0
+    return wd
+
+
+def _runs(wd, kind, name):
+    return sorted(glob.glob(os.path.join(wd, kind, "*", name)))
+
+
+EVAL = ["--config.eval.num_samples=21", "--config.eval.batch_size=4", "--config.eval.repeats=2",
+        "--config.eval.estimator=both", "--config.eval.trace=hutchinson", "--config.eval.elbo_n_t=4",
+        "--config.eval.rtol=1e-3", "--config.eval.atol=1e-3"]
+
+
+def _eval_numbers(ev):
+    keys = ("bits_per_dim", "stderr", "stderr_images", "stderr_estimator", "nfe", "nfe_per_example")
+    return ({r: {k: ev[r][k] for k in keys} for r in ("ode", "elbo")}, ev["baselines"], ev["baselines_stderr"],
+            ev["num_examples"], ev["nfe"])
+
+
+def test_eval_numbers_are_the_same_with_1_and_2_processes(toy_workdir):
+    """21 examples in batches of 4 (6 batches, dealt 3 and 3; the last one short), two repeats of
+    fresh Hutchinson probes and ELBO times per batch: every number of eval.json agrees exactly."""
+    torchrun(2, "--workdir", toy_workdir, "--mode", "eval", *EVAL)
+    assert run.main(["--workdir", toy_workdir, "--mode", "eval"] + EVAL) == 0
+    two, one = (json.load(open(p)) for p in _runs(toy_workdir, "eval", "eval.json")[-2:])
+    assert two["world_size"] == 2 and one["world_size"] == 1
+    assert two["stderr_estimator"] > 0            # the probes and times are random: the repeats differ
+    assert _eval_numbers(one) == _eval_numbers(two)
+
+
+def test_compare_rows_are_the_same_with_1_and_2_processes(toy_workdir, tmp_path):
+    """A tiny study (2 reference rows and 2 sampler cells per seed, 2 seeds: 6 cells in 3 rounds of
+    2 ranks): rank 0 writes one log whose rows equal a one-process study's, grids included."""
+    opts = ["--config.compare.samplers=euler_maruyama", "--config.compare.nfe=(5,)",
+            "--config.compare.seeds=(0, 1)", "--config.compare.num_samples=50", "--config.compare.progress=False"]
+    torchrun(2, "--workdir", toy_workdir, "--mode", "compare", *opts)
+    study = os.path.dirname(_runs(toy_workdir, "compare", "compare.json")[0])
+    two = [json.loads(line) for line in open(os.path.join(study, "compare_cells.jsonl"))]
+    grids = sorted(os.listdir(os.path.join(study, "compare_grids")))
+    import shutil
+    shutil.move(os.path.join(toy_workdir, "compare"), str(tmp_path / "two"))
+    assert run.main(["--workdir", toy_workdir, "--mode", "compare"] + opts) == 0
+    one = [json.loads(line) for line in open(os.path.join(study, "compare_cells.jsonl"))]
+    assert len(two) == len(one) == 6 and {r["sampler"] for r in one} == {"floor", "gaussian", "euler_maruyama"}
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in two] == \
+        [{k: v for k, v in r.items() if k not in drop} for r in one]
+    assert sorted(os.listdir(os.path.join(study, "compare_grids"))) == grids and len(grids) >= 3
+
+
 def _weights(path):
     ck = torch.load(path, weights_only=True)
     return ck, [v for v in ck["model"].values()] + [v for v in ck["ema"]["model"].values()]
@@ -64,3 +119,40 @@ def test_ddp_training_resumes_bit_for_bit_and_shards_data(tmp_path):
     # one process resumes the 2-process run (data and noise streams restart from seed and step)
     c = run.main(["--workdir", b, "--mode", "train", "--config.training.n_iters=6"])
     assert c == 0 and os.path.exists(os.path.join(b, "checkpoints", "checkpoint_000000006.pt"))
+
+
+@pytest.mark.slow
+def test_digits_eval_and_compare_are_the_same_with_1_and_2_processes(tmp_path):
+    """Discrete images: per-batch dequantisation noise, the per-pixel baseline, and a study whose
+    feature classifier rank 0 trains and caches while rank 1 waits and then loads it."""
+    wd, feat = str(tmp_path / "digits"), str(tmp_path / "feat")
+    base = ["--workdir", wd, "--config.training.num_threads=1", "--config.training.progress=False",
+            "--config.model.nf=8"]
+    assert run.main(base + ["--mode", "train", "--config.training.n_iters=2"]) == 0
+    ev = ["--mode", "eval", "--config.eval.num_samples=10", "--config.eval.batch_size=3", "--config.eval.repeats=2",
+          "--config.eval.elbo_n_t=4", "--config.eval.rtol=1e-2", "--config.eval.atol=1e-2"]
+    torchrun(2, *base[:2], *ev, timeout=900)
+    assert run.main(base + ev) == 0
+    two, one = (json.load(open(p)) for p in _runs(wd, "eval", "eval.json")[-2:])
+    assert one["convention"]["num_levels"] == 17 and set(one["baselines"]) == {"per_pixel", "gaussian"}
+    assert _eval_numbers(one) == _eval_numbers(two)
+    cmp = ["--mode", "compare", "--config.compare.samplers=('ddim',)", "--config.compare.nfe=(5,)",
+           "--config.compare.seeds=(0, 1)", "--config.compare.num_samples=40", "--config.compare.feature_epochs=2",
+           f"--config.compare.feature_cache={feat}", "--config.compare.progress=False"]
+    out = torchrun(2, *base[:2], *cmp, timeout=900)
+    assert sum("training the feature classifier" in line for line in out) == 1        # once, by rank 0
+    study = os.path.dirname(_runs(wd, "compare", "compare.json")[0])
+    two = [json.loads(line) for line in open(os.path.join(study, "compare_cells.jsonl"))]
+    grids = {f: open(os.path.join(study, "compare_grids", f), "rb").read()
+             for f in os.listdir(os.path.join(study, "compare_grids"))}
+    import shutil
+    shutil.move(os.path.join(wd, "compare"), str(tmp_path / "two"))
+    assert run.main(base + cmp) == 0
+    one = [json.loads(line) for line in open(os.path.join(study, "compare_cells.jsonl"))]
+    assert len(one) == 6 and [{k: v for k, v in r.items() if k != "seconds"} for r in two] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in one]
+    from PIL import Image
+    import io
+    for f, png in grids.items():           # image grids: pixel for pixel
+        again = open(os.path.join(study, "compare_grids", f), "rb").read()
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(Image.open(io.BytesIO(again))))
