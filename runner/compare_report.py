@@ -160,13 +160,15 @@ def plot(aggs, meta, path):
     for a in aggs:
         if a["score"] != "reference":
             curves.setdefault((a["score"], a["sampler"]), []).append(a)
-    colours = {}
+    samplers = list(dict.fromkeys(sampler for _, sampler in curves))
+    palette = plt.get_cmap("tab10" if len(samplers) <= 10 else "tab20")
+    colours = {name: palette(i % palette.N) for i, name in enumerate(samplers)}   # one distinct colour each
     for ax, k in zip(axes.flat, present):
         for (score, sampler), rs in curves.items():
             rs = sorted((a for a in rs if k in a and math.isfinite(a[k])), key=lambda a: a["nfe"])
             if not rs:
                 continue
-            colour = colours.setdefault(sampler, f"C{len(colours) % 10}")
+            colour = colours[sampler]
             ax.errorbar([a["nfe"] for a in rs], [a[k] for a in rs], yerr=[a.get(k + "_se", 0) for a in rs],
                         color=colour, marker="o", markersize=3, capsize=2, linestyle="-" if score == "model" else "--",
                         label=sampler if score == "model" else f"{sampler} (exact score)")

@@ -31,3 +31,26 @@ def test_aggregate_mean_se_and_resolution():
             "seeds": [0, 1, 2], "reference": "r", "step": 1, "use_ema": True, "denoise": True}
     md = markdown(list(aggs.values()), meta)
     assert "| model | a | **2.100 ± 0.058** |" in md and "(1 non-finite)" in md
+
+
+def test_plot_gives_every_sampler_its_own_colour(tmp_path, monkeypatch):
+    """With more than 10 samplers (the registry has 16) the default colour cycle repeats; every
+    sampler's curve must still have a colour no other sampler's curve has."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from runner import compare_report
+    names = [f"s{i}" for i in range(16)]
+    rows = [_row("model", name, f"nfe={b}", s, 1.0 + i + s * 0.1, nfe_budget=b, nfe=b)
+            for i, name in enumerate(names) for b in (5, 10) for s in range(2)]
+    seen = {}
+    monkeypatch.setattr(plt, "close", lambda fig: seen.setdefault("fig", fig))
+    meta = {"dataset": "x", "num_samples": 3, "seeds": [0, 1]}
+    compare_report.plot(compare_report.aggregate(rows), meta, str(tmp_path / "c.png"))
+    ax = seen["fig"].axes[0]
+    colours = {}
+    for bars in ax.containers:                       # one ErrorbarContainer per curve, labelled
+        if bars.get_label() in names:
+            colours[bars.get_label()] = matplotlib.colors.to_hex(bars.lines[0].get_color())
+    assert sorted(colours) == sorted(names)
+    assert len(set(colours.values())) == len(names), colours
