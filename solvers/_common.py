@@ -172,3 +172,34 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+def hutchinson_probes(shape, noise: str, generator, dtype, device) -> Tensor:
+    """Probes of `shape` for Hutchinson's trace estimator: Rademacher (+-1) or standard normal."""
+    if noise == "rademacher":
+        return torch.randint(0, 2, tuple(shape), generator=generator, device=device).to(dtype) * 2 - 1
+    return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+
+
+def score_and_divergence(score_fn, x: Tensor, t: Tensor, probes: Optional[Tensor] = None):
+    """(score, div_x score, VJPs spent) at `x [B, *dims]`, `t [B]`, both detached.
+
+    probes None: the exact divergence, one VJP per coordinate (D of them); probes `[K, B, *dims]`:
+    Hutchinson's estimate mean_k v_k . (d score / dx) v_k (K VJPs)."""
+    B = x.shape[0]
+    with torch.enable_grad():
+        xr = x.detach().requires_grad_(True)
+        score = score_fn(xr, t)
+        div = torch.zeros(B, dtype=x.dtype, device=x.device)
+        if probes is None:
+            flat = score.reshape(B, -1)
+            D = flat.shape[1]
+            for j in range(D):
+                row = torch.autograd.grad(flat[:, j].sum(), xr, retain_graph=j < D - 1)[0]
+                div = div + row.reshape(B, -1)[:, j]
+            return score.detach(), div, D
+        K = probes.shape[0]
+        for k in range(K):
+            vjp = torch.autograd.grad(score, xr, probes[k], retain_graph=k < K - 1)[0]
+            div = div + (vjp * probes[k]).reshape(B, -1).sum(1)
+        return score.detach(), div / K, K

@@ -34,7 +34,8 @@ import torch
 
 from sde_lib import batch_sum, expand_as_batch
 
-from ._common import CountedScore, Timer, check_choice, check_eps, check_steps, quiet
+from ._common import (CountedScore, Timer, check_choice, check_eps, check_steps, hutchinson_probes, quiet,
+                      score_and_divergence)
 
 Tensor = torch.Tensor
 
@@ -142,24 +143,10 @@ def elbo(sde, score_fn, x: Tensor, n_t: int = 32, trace: str = "hutchinson", noi
             z = torch.randn((n, *dims), generator=generator, dtype=dt, device=dev)
             xt = expand_as_batch(k, z) * x[r] + expand_as_batch(sigma, z) * z
             g2 = qsde.diffusion_coeff(t) ** 2
-            with torch.enable_grad():
-                xr = xt.detach().requires_grad_(True)
-                score = counted(xr, t)
-                if trace == "exact":
-                    flat = score.reshape(n, -1)
-                    div = torch.zeros(n, dtype=dt, device=dev)
-                    for j in range(D):
-                        row = torch.autograd.grad(flat[:, j].sum(), xr, retain_graph=j < D - 1)[0]
-                        div = div + row.reshape(n, -1)[:, j]
-                    vjps += D
-                else:
-                    if noise == "rademacher":
-                        v = torch.randint(0, 2, xr.shape, generator=generator, device=dev).to(dt) * 2 - 1
-                    else:
-                        v = torch.randn(xr.shape, generator=generator, dtype=dt, device=dev)
-                    div = batch_sum(torch.autograd.grad(score, xr, v)[0] * v)
-                    vjps += 1
-            integrand = 0.5 * g2 * batch_sum(score.detach() ** 2) + g2 * div.detach() - D * qsde.drift_coeff(t)
+            v = hutchinson_probes((1, *xt.shape), noise, generator, dt, dev) if trace == "hutchinson" else None
+            score, div, n_vjp = score_and_divergence(counted, xt, t, v)
+            vjps += n_vjp
+            integrand = 0.5 * g2 * batch_sum(score ** 2) + g2 * div - D * qsde.drift_coeff(t)
             draw = -integrand / p
             if prior_logp is not None:
                 kT, sT = _kernel(qsde, sde.T, m_eps, s_eps, dt, dev)

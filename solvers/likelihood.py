@@ -33,9 +33,10 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
-from sde_lib import batch_sum, expand_as_batch
+from sde_lib import expand_as_batch
 
-from ._common import CountedScore, Timer, check_choice, check_eps, check_positive, check_steps, quiet
+from ._common import (CountedScore, Timer, check_choice, check_eps, check_positive, check_steps, hutchinson_probes,
+                      quiet, score_and_divergence)
 from .ode import FIXED_METHODS, METHODS, ODE_NORMS, GuardedTime, _check_finite, error_norm
 
 Tensor = torch.Tensor
@@ -94,36 +95,17 @@ def log_likelihood(sde, score_fn, x: Tensor, trace: str = "exact", noise: str = 
     B, D = x.shape[0], x[0].numel()
     guard = GuardedTime(eps, sde.T)
     vjps = [0]
-    if trace == "hutchinson":
-        if noise == "rademacher":
-            v = torch.randint(0, 2, (probes, *x.shape), generator=generator, device=x.device).to(x.dtype) * 2 - 1
-        else:
-            v = torch.randn((probes, *x.shape), generator=generator, dtype=x.dtype, device=x.device)
+    v = hutchinson_probes((probes, *x.shape), noise, generator, x.dtype, x.device) if trace == "hutchinson" else None
 
     def func(t, state):
         xt, _ = state
         tb = guard(t).to(xt.dtype).expand(B)
         drift_coeff = qsde.drift_coeff(tb)
         g2 = qsde.diffusion_coeff(tb) ** 2
-        with torch.enable_grad():
-            xr = xt.detach().requires_grad_(True)
-            score = counted(xr, tb)
-            if trace == "exact":
-                flat = score.reshape(B, -1)
-                div = torch.zeros(B, dtype=xt.dtype, device=xt.device)
-                for j in range(D):
-                    row = torch.autograd.grad(flat[:, j].sum(), xr, retain_graph=j < D - 1)[0]
-                    div = div + row.reshape(B, -1)[:, j]
-                vjps[0] += D
-            else:
-                div = torch.zeros(B, dtype=xt.dtype, device=xt.device)
-                for k in range(probes):
-                    vjp = torch.autograd.grad(score, xr, v[k], retain_graph=k < probes - 1)[0]
-                    div = div + batch_sum(vjp * v[k])
-                div = div / probes
-                vjps[0] += probes
-        dx = expand_as_batch(drift_coeff, xt) * xt - expand_as_batch(0.5 * g2, xt) * score.detach()
-        ddelta = D * drift_coeff - 0.5 * g2 * div.detach()
+        score, div, n_vjp = score_and_divergence(counted, xt, tb, v)
+        vjps[0] += n_vjp
+        dx = expand_as_batch(drift_coeff, xt) * xt - expand_as_batch(0.5 * g2, xt) * score
+        ddelta = D * drift_coeff - 0.5 * g2 * div
         return dx, ddelta
 
     if method in FIXED_METHODS:
