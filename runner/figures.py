@@ -1,4 +1,5 @@
-"""Figures written by the modes: image grids, scatter plots, the compare plot."""
+"""Figures written by the modes: image grids, scatter plots, the training-loss plot (the compare
+study draws its own in runner/compare_report.py)."""
 from __future__ import annotations
 
 import math
@@ -31,31 +32,6 @@ def save_scatter(samples, data, path: str) -> None:
         ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
         ax.set_title(title)
         ax.set_aspect("equal")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def save_compare_plot(report, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    groups = {}
-    for r in report["results"]:
-        groups.setdefault((r["score"], r["sampler"]), []).append(r)
-    colours = {}
-    for (score, name), rs in groups.items():
-        rs = sorted(rs, key=lambda r: r["nfe"])
-        colour = colours.setdefault(name, f"C{len(colours) % 10}")
-        ax.plot([r["nfe"] for r in rs], [r["sliced_w1"] for r in rs], marker="o", color=colour,
-                linestyle="-" if score == "model" else "--", label=f"{name} ({score} score)")
-    ax.axhline(report["floor"], color="k", linewidth=0.8, linestyle=":", label="data floor")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("score evaluations (NFE)")
-    ax.set_ylabel("sliced W1 to test split")
-    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
