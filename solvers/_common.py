@@ -96,11 +96,6 @@ def check_choice(kind: str, name, valid: Sequence[str]) -> str:
     return name
 
 
-def time_grid(T: float, eps: float, steps: int, dtype, device) -> Tensor:
-    """Uniform grid `[steps + 1]` from T down to eps (both included)."""
-    return torch.linspace(T, eps, steps + 1, dtype=torch.float64).to(dtype=dtype, device=device)
-
-
 class NoiseSource:
     """Standard normal draws of shape `[B, *dims]` for a sampler, on `device`.
 

@@ -23,9 +23,10 @@ from typing import Callable, Optional
 import torch
 
 from ._common import (CountedScore, NoiseSource, SampleInfo, Timer, check_choice, check_eps, check_positive,
-                      check_steps, quiet, time_grid)
+                      check_steps, quiet)
 from .correctors import CORRECTORS
 from .predictors import PREDICTORS, ancestral_coeffs
+from .schedules import time_grid
 from sde_lib import expand_as_batch
 
 Tensor = torch.Tensor
@@ -68,7 +69,7 @@ def _run(sde, score_fn, x_known, replace, *, sampler="pc", predictor=None, corre
     rsde = qsde.reverse(counted, probability_flow=False)
     pred, corr = PREDICTORS[predictor], CORRECTORS[corrector]
     noise = NoiseSource(x_known.shape, x_known.dtype, x_known.device, generator=generator)
-    grid = time_grid(sde.T, eps, steps, x_known.dtype, x_known.device)
+    grid = time_grid(sde, steps, "uniform", eps=eps, dtype=x_known.dtype, device=x_known.device)
     dt = (sde.T - eps) / steps
     B = x_known.shape[0]
 
