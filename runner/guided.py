@@ -70,8 +70,10 @@ def labels_for(config):
     return torch.full((s.num_samples,), label, dtype=torch.long), s.num_samples
 
 
-def guided_score_fn(config, workdir, sde, model, labels, guidance=None, scale=None):
-    """The score function `--mode sample` uses, and a description of it."""
+def guided_score_fn(config, workdir, sde, model, labels, guidance=None, scale=None, classifier=None):
+    """The score function `--mode sample` uses, and a description of it. `classifier`: the
+    `(net, checkpoint)` of `training.classifier.restore_classifier`, restored here if None (pass
+    it when building the score of several label batches)."""
     import models
     import solvers
     s = config.sampling
@@ -85,7 +87,7 @@ def guided_score_fn(config, workdir, sde, model, labels, guidance=None, scale=No
         cond = models.get_score_fn(sde, model, y=labels)
         return solvers.classifier_free_guidance(cond, uncond, scale), {"guidance": "cfg", "w": scale}
     from training.classifier import restore_classifier
-    clf, ckpt = restore_classifier(config, s.get("classifier_workdir", "") or workdir)
+    clf, ckpt = classifier or restore_classifier(config, s.get("classifier_workdir", "") or workdir)
     if not config.classifier.noise_conditional:
         raise ValueError("classifier and universal guidance need a noise-conditional classifier "
                          "(classifier.noise_conditional=True)")

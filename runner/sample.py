@@ -49,8 +49,12 @@ def run_sample(config, workdir, checkpoint=None):
     is_image = len(dims) == 3
     labels, n = labels_for(config)          # class labels and guidance (issue 10)
     per_row = s.samples_per_class if str(s.get("class_label", "none")).lower() == "all" else 0
+    classifier = None       # restored once for all label batches (classifier / universal guidance)
+    if labels is not None and s.get("guidance", "none") in ("classifier", "universal"):
+        from training.classifier import restore_classifier
+        classifier = restore_classifier(config, s.get("classifier_workdir", "") or workdir)
     guidance = ({"guidance": "none"} if labels is None else      # (guidance needs labels: validated)
-                guided_score_fn(config, workdir, sde, model, labels[:1].to(device))[1])
+                guided_score_fn(config, workdir, sde, model, labels[:1].to(device), classifier=classifier)[1])
     out_dir = run_dir(workdir, "samples", step, s.sampler)
     npz_path = os.path.join(out_dir, "samples.npz")
     writer = None
@@ -68,8 +72,8 @@ def run_sample(config, workdir, checkpoint=None):
         for lo, hi, mine in batches(n, s.batch_size):
             if len(mine):
                 if labels is not None:      # the guided score of this batch's labels
-                    score_fn = guided_score_fn(config, workdir, sde, model,
-                                               labels[mine.start:mine.stop].to(device))[0]
+                    score_fn = guided_score_fn(config, workdir, sde, model, labels[mine.start:mine.stop].to(device),
+                                               classifier=classifier)[0]
                 x, info = solvers.sample(sde, score_fn, (len(mine), *dims), sampler=s.sampler,
                                          seeds=sample_seeds(s.seed, mine.start, mine.stop), denoise=s.denoise,
                                          device=device, dtype=torch.float32, progress=progress, **options)
