@@ -15,8 +15,8 @@ import os
 import time
 
 from .common import data_shape, json_safe, restored_score_fn, setup
-from .compare_plan import (budgets, cell_key, grid_file, grid_labels, label_of, resolve_samplers, settings,
-                           step_cost, validate_compare)
+from .compare_plan import (budgets, cell_key, grid_file, grid_labels, label_of, parse_spec, resolve_samplers,
+                           settings, step_cost, validate_compare)
 
 ADAPTIVE_NFE_GUESS = 100      # for the time estimate only: adaptive runs report their real NFE
 
@@ -78,14 +78,17 @@ def plan_cells(config, sde, names, s, dims, has_exact):
             cells.append({"score": "reference", "sampler": ref, "options": {}, "budget": {}, "label": ref,
                           "seed": seed, "planned_nfe": 0})
     for score in ("model", "exact") if has_exact else ("model",):
-        for name in names:
-            base = dict(config.sampling.options.get(name, {}) or {})
-            overhead, per_step = step_cost(sde, name, base, dims, config.sampling.denoise)
+        for entry in names:
+            name, variant = parse_spec(entry)
+            base = {**dict(config.sampling.options.get(name, {}) or {}), **variant}
+            overhead, per_step = step_cost(sde, name, {k: v for k, v in base.items() if k != "steps"}, dims,
+                                           config.sampling.denoise)
             for budget, options in budgets(sde, name, base, s, dims, config.sampling.denoise):
                 planned = ADAPTIVE_NFE_GUESS if per_step == 0 else overhead + per_step * options["steps"]
                 for seed in s["seeds"]:
-                    cells.append({"score": score, "sampler": name, "options": options, "budget": budget,
-                                  "label": label_of(budget), "seed": seed, "planned_nfe": planned})
+                    cells.append({"score": score, "sampler": entry, "name": name, "options": options,
+                                  "budget": budget, "label": label_of(budget), "seed": seed,
+                                  "planned_nfe": planned})
     return cells
 
 
@@ -170,7 +173,7 @@ def run_compare(config, workdir, checkpoint=None):
             return gaussian(n, gen)[:count], None
         seeds = [1_000_003 * (cell["seed"] + 1) + i for i in range(count)]
         dev = device if cell["score"] == "model" else torch.device("cpu")     # the oracle lives on the CPU
-        x, info = solvers.sample(sde, score_fns[cell["score"]], (count, *dims), sampler=cell["sampler"],
+        x, info = solvers.sample(sde, score_fns[cell["score"]], (count, *dims), sampler=cell["name"],
                                  seeds=seeds, denoise=config.sampling.denoise, device=dev, **cell["options"])
         return x.cpu(), info
 

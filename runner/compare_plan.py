@@ -6,6 +6,10 @@ measured, not tabulated: dry runs with 3 and 4 steps (a multistep method may nee
 to warm up) on one sample with the trivial score `-x` give `nfe = overhead + per_step * steps`, and a budget b maps to
 `steps = max(1, round((b - overhead) / per_step))`. A sampler whose NFE does not change with
 `steps` is adaptive (the `ode` sampler with dopri5): it runs at each of `compare.tolerances`.
+
+A study's rows are sampler *entries*: a registry name, or a variant that calls it with options,
+e.g. `pc(predictor=probability_flow, corrector=langevin, steps=1000)` (Song et al. 2021's
+Table 1 is ten such variants per SDE). A variant that fixes `steps` runs at that one budget.
 """
 from __future__ import annotations
 
@@ -17,9 +21,55 @@ from typing import Dict, List, Tuple
 QUICK = dict(nfe=(5, 10, 20), tolerances=(1e-2,), num_samples=200)
 
 
+def parse_spec(text: str) -> Tuple[str, dict]:
+    """A sampler entry of `config.compare.samplers`: a registry name ("pc") or a *variant*, the name
+    called with options ("pc(predictor=ancestral, corrector=none, steps=1000)"). Option values are
+    Python literals; a bare word is a string. A variant with `steps` runs at that step count only
+    (not on the NFE ladder). Raises ValueError naming the entry."""
+    import solvers
+    text = str(text).strip()
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        node = None
+    if isinstance(node, ast.Name):
+        name, options = node.id, {}
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args:
+        name, options = node.func.id, {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise ValueError(f"sampler variant {text!r}: write options as key=value, not **")
+            v = kw.value
+            options[kw.arg] = v.id if isinstance(v, ast.Name) else _literal(v, text)
+    else:
+        raise ValueError(f"bad sampler entry {text!r} in config.compare.samplers; expected a name such as "
+                         f"'pc' or a variant such as 'pc(predictor=ancestral, steps=1000)'")
+    if name not in solvers.SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r} in config.compare.samplers; "
+                         f"expected 'all' or names from {list(solvers.SAMPLERS)}")
+    allowed = set(solvers.SAMPLERS[name].options) | {"steps", "schedule", "rho"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(f"sampler variant {text!r}: unknown option(s) {unknown} for {name!r}; "
+                         f"expected some of {sorted(allowed)}")
+    if "steps" in options and (isinstance(options["steps"], bool) or not isinstance(options["steps"], int)
+                               or options["steps"] < 1):
+        raise ValueError(f"sampler variant {text!r}: steps must be an int >= 1, got {options['steps']!r}")
+    return name, options
+
+
+def _literal(node, text):
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ValueError(f"sampler variant {text!r}: option values must be literals or bare words, "
+                         f"got {ast.unparse(node)!r}") from None
+
+
 def resolve_samplers(spec) -> Tuple[str, ...]:
-    """`"all"` (every registered sampler, resolved now so new samplers join), a tuple of names,
-    or a string of names ("a,b" or "('a', 'b')"). Unknown names raise ValueError."""
+    """`"all"` (every registered sampler, resolved now so new samplers join), a tuple of entries,
+    or a string of entries ("a,b" or "('a', 'b')"). An entry is a name or a variant (`parse_spec`).
+    Unknown names or options raise ValueError."""
     import solvers
     names = spec
     if isinstance(spec, str):
@@ -29,17 +79,31 @@ def resolve_samplers(spec) -> Tuple[str, ...]:
         try:
             names = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            names = [s.strip() for s in text.split(",") if s.strip()]
+            names = _split_top(text)
         if isinstance(names, str):
             names = (names,)
-    names = tuple(names)
+    names = tuple(str(n).strip() for n in names)
     if not names:
         raise ValueError("config.compare.samplers is empty; use 'all' or a tuple of sampler names")
     for name in names:
-        if name not in solvers.SAMPLERS:
-            raise ValueError(f"unknown sampler {name!r} in config.compare.samplers; "
-                             f"expected 'all' or names from {list(solvers.SAMPLERS)}")
+        parse_spec(name)
+    if len(set(names)) != len(names):
+        raise ValueError(f"config.compare.samplers lists an entry twice: {list(names)}")
     return names
+
+
+def _split_top(text: str) -> List[str]:
+    """Split "a, pc(x=1, y=2)" at the commas outside parentheses."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [s.strip() for s in out if s.strip()]
 
 
 def settings(c) -> dict:
@@ -92,8 +156,12 @@ def step_cost(sde, name: str, options: dict, dims, denoise: bool) -> Tuple[int, 
 
 def budgets(sde, name: str, base: dict, s: dict, dims, denoise: bool) -> List[Tuple[dict, dict]]:
     """[(budget label, sampler options)] of sampler `name`: one per NFE of the ladder (distinct
-    step counts only), or one per tolerance if the sampler is adaptive."""
-    overhead, per_step = step_cost(sde, name, base, dims, denoise)
+    step counts only), one per tolerance if the sampler is adaptive, or, for a variant that fixes
+    `steps`, that one step count."""
+    overhead, per_step = step_cost(sde, name, {k: v for k, v in base.items() if k != "steps"}, dims, denoise)
+    if "steps" in base:
+        return [({"steps": base["steps"], "nfe_budget": overhead + per_step * base["steps"], "fixed": True},
+                 dict(base))]
     if per_step == 0:
         return [({"tol": tol}, {**base, "rtol": tol, "atol": tol}) for tol in s["tolerances"]]
     out, seen = [], set()
@@ -123,10 +191,18 @@ def grid_labels(rows: List[dict]) -> List[str]:
 
 
 def label_of(budget: Dict) -> str:
-    return f"tol={budget['tol']:g}" if "tol" in budget else f"nfe={budget['nfe_budget']}"
+    if "tol" in budget:
+        return f"tol={budget['tol']:g}"
+    return f"steps={budget['steps']}" if budget.get("fixed") else f"nfe={budget['nfe_budget']}"
+
+
+def slug(entry: str) -> str:
+    """A file-name-safe form of a sampler entry ("pc(predictor=ancestral)" -> "pc-predictor-ancestral")."""
+    import re
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", entry).strip("-")
 
 
 def grid_file(row) -> str:
     """File name of one cell's sample grid inside compare_grids/ (with the cell key, so a grid is
     never mistaken for that of another configuration in the same workdir)."""
-    return f"{row['score']}_{row['sampler']}_{row['label']}_{row['key']}.png".replace("=", "")
+    return f"{row['score']}_{slug(row['sampler'])}_{row['label']}_{row['key']}.png".replace("=", "")

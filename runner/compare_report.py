@@ -207,7 +207,7 @@ def compose_grids(rows, aggs, grid_dir):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .compare_plan import grid_file
+    from .compare_plan import grid_file, slug
     nfe = {(a["score"], a["sampler"], a["label"]): a.get("nfe", float("nan")) for a in aggs}
     groups = {}
     for r in rows:
@@ -215,7 +215,7 @@ def compose_grids(rows, aggs, grid_dir):
         if r.get("grid") and os.path.exists(f):
             groups.setdefault((r["score"], r["sampler"]), []).append((r, f))
     for (score, sampler), items in groups.items():
-        out = os.path.join(grid_dir, f"{score}_{sampler}.png")
+        out = os.path.join(grid_dir, f"{score}_{slug(sampler)}.png")
         if os.path.exists(out) and os.path.getmtime(out) >= max(os.path.getmtime(f) for _, f in items):
             continue                                     # resumed study: this composite is up to date
         fig, axes = plt.subplots(1, len(items), figsize=(3.2 * len(items), 3.5), squeeze=False)

@@ -68,6 +68,15 @@ def ancestral(sde, rsde, x, t, dt, noise):
     return mean + expand_as_batch(torch.sqrt(var), x) * noise.randn(), mean
 
 
+def probability_flow(sde, rsde, x, t, dt, noise):
+    """The reverse-diffusion discretisation applied to the probability-flow ODE (Song et al. 2021,
+    the "probability flow" predictor of Table 1): x_{i-1} = x_i - f_i + G_i^2 score / 2, with the
+    chain's f_i, G_i (DDPM for VP, SMLD for VE). Deterministic: it draws no noise."""
+    f, _ = sde.reverse(rsde.score_fn, probability_flow=True).discretize(x, t, dt)
+    mean = x - f
+    return mean, mean
+
+
 def none(sde, rsde, x, t, dt, noise):
     """No predictor (corrector-only sampling, e.g. NCSN's annealed Langevin dynamics)."""
     return x, x
@@ -77,5 +86,6 @@ PREDICTORS = {
     "euler_maruyama": euler_maruyama,
     "reverse_diffusion": reverse_diffusion,
     "ancestral": ancestral,
+    "probability_flow": probability_flow,
     "none": none,
 }

@@ -80,6 +80,11 @@ def test_digits_all_modes_tiny(tmp_path):
     (["--config.compare.seeds=(0,)"], "needs at least 2 seeds"),
     (["--config.compare.nfe=(1, 5)"], "config.compare.nfe must hold ints >= 2"),
     (["--config.compare.primary_metric=fid"], "unknown config.compare.primary_metric 'fid'"),
+    (["--config.compare.samplers=pc(predictor=ancestral, colour=red)"], "unknown option(s) ['colour'] for 'pc'"),
+    (["--config.compare.samplers=pc(steps=0)"], "steps must be an int >= 1, got 0"),
+    (["--config.compare.samplers=magic(steps=3)"], "unknown sampler 'magic'"),
+    (["--config.compare.samplers=pc[steps=3]"], "bad sampler entry 'pc[steps=3]'"),
+    (["--config.compare.samplers=ddim, ddim"], "lists an entry twice"),
 ])
 def test_bad_flags_give_one_clear_error(argv, message, capsys, tmp_path):
     assert run.main(["--workdir", str(tmp_path / "w")] + argv) == 2
@@ -148,6 +153,33 @@ def test_compare_study_on_a_mixture_is_resumable_and_has_references(tmp_path):
     assert run.main(args + ["--mode", "compare", "--config.compare.seeds=(0, 1, 2)"]) == 0
     new_rows = open(os.path.join(study, "compare_cells.jsonl")).read().splitlines()[len(cells.splitlines()):]
     assert len(new_rows) == len(rows) // 2 and all(json.loads(r)["seed"] == 2 for r in new_rows)
+
+
+def test_compare_sampler_variants_run_their_options(tmp_path):
+    """A variant entry ("name(option=value, steps=N)") runs the sampler with those options at that one
+    step count: `euler_maruyama(steps=7)` reproduces the ladder's euler_maruyama cell at 7 steps
+    metric for metric (same per-sample seeds), and a PC variant spends the NFE its options imply."""
+    wd = str(tmp_path / "mix")
+    cfg = os.path.join(ROOT, "configs", "toy_mixture_vp_mlp.py")
+    entries = "euler_maruyama, euler_maruyama(steps=7), pc(predictor=probability_flow, corrector=langevin, steps=4)"
+    args = ["--config", cfg, "--workdir", wd] + TINY_TOY + [
+        f"--config.compare.samplers={entries}", "--config.compare.nfe=(8,)", "--config.compare.num_samples=100",
+        "--config.compare.seeds=(0, 1)", "--config.compare.progress=False", "--config.data.num_test=300",
+        "--config.data.num_train=600", "--config.sampling.denoise=True"]
+    assert run.main(args + ["--mode", "train"]) == 0
+    assert run.main(args + ["--mode", "compare"]) == 0
+    study = os.path.dirname(latest(wd, "compare", "compare.json"))
+    rows = json.load(open(os.path.join(study, "compare.json")))["rows"]
+    by = {(r["score"], r["sampler"], r["seed"]): r for r in rows}
+    for score in ("model", "exact"):
+        for seed in (0, 1):
+            ladder, fixed = by[(score, "euler_maruyama", seed)], by[(score, "euler_maruyama(steps=7)", seed)]
+            assert (ladder["steps"], fixed["steps"], fixed["label"], fixed["nfe"]) == (7, 7, "steps=7", 8)
+            assert all(ladder[k] == fixed[k] for k in ("sliced_w1", "dlogp", "component_tv"))
+            pc = by[(score, "pc(predictor=probability_flow, corrector=langevin, steps=4)", seed)]
+            assert pc["nfe"] == 4 * 2 + 1 and pc["options"]["predictor"] == "probability_flow"
+    assert os.path.exists(os.path.join(study, "compare_grids",
+                                       "exact_pc-predictor-probability_flow-corrector-langevin-steps-4.png"))
 
 
 def test_compare_on_digits_scores_in_the_classifier_feature_space(tmp_path):
