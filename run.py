@@ -111,7 +111,11 @@ def main(argv=None) -> int:
             find_checkpoint(os.path.join(args.workdir, "checkpoints"), args.checkpoint)
         import torch
         if config.training.num_threads > 0:
-            torch.set_num_threads(config.training.num_threads)
+            from training.distributed import thread_share
+            threads, note = thread_share(config.training.num_threads)
+            if note and env_world().rank == 0:
+                print(note)
+            torch.set_num_threads(threads)
         workdir, existed = args.workdir, os.path.isdir(args.workdir)
         if os.path.isdir(workdir):
             from training.workdir import clean_stale_temp

@@ -143,7 +143,7 @@ def main():
         x_T = sde.prior_sampling((N, D), generator=torch.Generator().manual_seed(2))
         rows = {}
         t0 = time.perf_counter()
-        x, info = sample(sde, sf, None, "ode", x_T=x_T, rtol=1e-5, atol=1e-5)
+        x, info = sample(sde, sf, None, "ode", x_T=x_T, method="dopri5", rtol=1e-5, atol=1e-5)
         d = dlogp(x, gm.log_prob, ref)
         rows["ode dopri5 1e-5"] = [{"nfe": info.nfe, "dlogp": d.value, "se": d.se,
                                     "seconds": time.perf_counter() - t0}]

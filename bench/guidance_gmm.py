@@ -46,7 +46,7 @@ GUIDED_OPTIONS = {
     "euler_maruyama": dict(steps=200), "pc": dict(steps=100, corrector="annealed_langevin", step_size=0.1),
     "ancestral": dict(steps=200), "reverse_diffusion": dict(steps=200),
     "annealed_langevin": dict(steps=25, corrector_steps=20, step_size=0.5), "ddim": dict(steps=100),
-    "heun": dict(steps=40), "ode": dict(rtol=1e-5, atol=1e-5), "sde": dict(method="euler", steps=200),
+    "heun": dict(steps=40), "ode": dict(method="dopri5", rtol=1e-5, atol=1e-5), "sde": dict(method="euler", steps=200),
 }
 
 

@@ -5,7 +5,7 @@ A *cell* is one (score, sampler, budget, seed) run. Budgets are a shared ladder 
 measured, not tabulated: dry runs with 3 and 4 steps (a multistep method may need a few steps
 to warm up) on one sample with the trivial score `-x` give `nfe = overhead + per_step * steps`, and a budget b maps to
 `steps = max(1, round((b - overhead) / per_step))`. A sampler whose NFE does not change with
-`steps` is adaptive (the `ode` sampler with dopri5): it runs at each of `compare.tolerances`.
+`steps` is adaptive (the `ode` sampler with rk45): it runs at each of `compare.tolerances`.
 
 A study's rows are sampler *entries*: a registry name, or a variant that calls it with options,
 e.g. `pc(predictor=probability_flow, corrector=langevin, steps=1000)` (Song et al. 2021's

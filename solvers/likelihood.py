@@ -37,7 +37,7 @@ from sde_lib import expand_as_batch
 
 from ._common import (CountedScore, Timer, check_choice, check_eps, check_positive, check_steps, hutchinson_probes,
                       quiet, score_and_divergence)
-from .ode import FIXED_METHODS, METHODS, ODE_NORMS, GuardedTime, _check_finite, error_norm
+from .ode import FIXED_METHODS, METHODS, ODE_NORMS, GuardedTime, _check_finite, adaptive_setup
 
 Tensor = torch.Tensor
 
@@ -59,21 +59,23 @@ class LikelihoodResult:
 
 
 def log_likelihood(sde, score_fn, x: Tensor, trace: str = "exact", noise: str = "rademacher",
-                   probes: int = 1, method: str = "dopri5", rtol: float = 1e-5, atol: float = 1e-5,
+                   probes: int = 1, method: str = "rk45", rtol: float = 1e-5, atol: float = 1e-5,
                    eps: Optional[float] = None, generator: Optional[torch.Generator] = None,
-                   steps: Optional[int] = None, norm: str = "sample") -> LikelihoodResult:
+                   steps: Optional[int] = None, norm: str = "sample", controller=None) -> LikelihoodResult:
     """log p_eps(x) in nats for every sample of x `[B, *dims]` (see the module docstring).
 
     Args:
         trace:  "exact" (D VJPs per evaluation; moderate D) or "hutchinson".
         noise:  Hutchinson probe distribution, "rademacher" or "gaussian".
         probes: number K of Hutchinson probes averaged per evaluation.
-        method, rtol, atol, steps: torchdiffeq method and tolerances (steps for fixed-grid methods).
+        method, rtol, atol, steps: ODE method ("rk45": dopri5 with Dormand-Prince's error estimate,
+                see solvers.ode; or a torchdiffeq method) and tolerances (steps for fixed-grid methods).
         eps:    start time (default sde.eps).
         generator: for the Hutchinson probes.
         norm:   error norm of adaptive methods over the (x, delta) state: "sample" (each sample's
                 RMS over its x and delta, worst sample decides), "batch" (one RMS over everything)
                 or "mixed" (torchdiffeq's default, max of the RMS of x and of delta); see solvers.ode.
+        controller: torchdiffeq step-size options of adaptive methods (safety, ifactor, ...).
     """
     check_choice("trace", trace, ("exact", "hutchinson"))
     check_choice("noise", noise, ("rademacher", "gaussian"))
@@ -110,19 +112,19 @@ def log_likelihood(sde, score_fn, x: Tensor, trace: str = "exact", noise: str = 
 
     if method in FIXED_METHODS:
         times = torch.linspace(eps, sde.T, steps + 1, dtype=torch.float64, device=x.device)
-        options = None
+        name, options = method, None
     else:
         times = torch.tensor([eps, sde.T], dtype=torch.float64, device=x.device)
-        options = {"step_t": torch.tensor([sde.T], dtype=torch.float64), "norm": error_norm(norm, B)}
+        name, options = adaptive_setup(method, norm, B, sde.T, controller)
     state0 = (x.detach(), torch.zeros(B, dtype=x.dtype, device=x.device))
     with Timer() as timer, torch.no_grad():
-        xs, deltas = odeint(func, state0, times, method=method, rtol=rtol, atol=atol, options=options)
+        xs, deltas = odeint(func, state0, times, method=name, rtol=rtol, atol=atol, options=options)
         z, delta = xs[-1], deltas[-1]
         prior = sde.prior_logp(z)
     return LikelihoodResult(logp=prior + delta, prior_logp=prior, delta_logp=delta, z=z, nfe=counted.nfe,
                             vjps=vjps[0], seconds=timer.seconds,
                             options={"trace": trace, "noise": noise, "probes": probes, "method": method,
-                                     "rtol": rtol, "atol": atol, "eps": eps, "steps": steps, "norm": norm,
+                                     "rtol": rtol, "atol": atol, "eps": eps, "steps": steps, "norm": norm, "controller": controller,
                                      "clamped": guard.n_clamped})
 
 

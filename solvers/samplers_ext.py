@@ -11,7 +11,9 @@ from .sdeint import run_sdeint
 
 
 def ode(sde, score, x, eps, noise, info, progress, return_trajectory, **options):
-    """Probability-flow ODE with torchdiffeq (`method`, `rtol`, `atol`; `steps` for fixed-grid methods)."""
+    """Probability-flow ODE with torchdiffeq (`method`: "rk45" = dopri5 with Dormand-Prince's error
+    estimate, or a torchdiffeq method; `rtol`, `atol`, `norm` ("batch" | "sample" | "mixed", see
+    solvers.ode) for adaptive methods; `steps` for fixed-grid methods)."""
     opts = dict(options)
     x = run_ode(sde, score, x, eps, noise, info, opts, progress, return_trajectory)
     info.options.update(opts)
@@ -26,7 +28,8 @@ def sde_(sde, score, x, eps, noise, info, progress, return_trajectory, **options
     return x
 
 
-register_sampler("ode", ode, options={"method": "dopri5", "rtol": 1e-5, "atol": 1e-5, "steps": None},
+register_sampler("ode", ode, options={"method": "rk45", "rtol": 1e-5, "atol": 1e-5, "steps": None,
+                                       "norm": "batch"},
                  schedule=None)
 register_sampler("sde", sde_, options={"method": "euler", "steps": None, "dt": None, "adaptive": False,
                                        "rtol": 1e-5, "atol": 1e-4, "brownian": None}, schedule=None)

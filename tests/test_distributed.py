@@ -156,3 +156,15 @@ def test_digits_eval_and_compare_are_the_same_with_1_and_2_processes(tmp_path):
     for f, png in grids.items():           # image grids: pixel for pixel
         again = open(os.path.join(study, "compare_grids", f), "rb").read()
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(Image.open(io.BytesIO(again))))
+
+
+def test_threads_are_capped_at_the_cpu_share_under_torchrun(monkeypatch):
+    from training.distributed import thread_share
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert thread_share(cpus + 3) == (cpus + 3, "")              # one process: the user's choice stands
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(2 * cpus))
+    threads, note = thread_share(2)
+    assert threads == 1 and "lowered to 1 per process" in note and f"{2 * cpus} processes" in note
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert thread_share(1) == (1, "")
