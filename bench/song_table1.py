@@ -25,7 +25,7 @@ Usage (each `--sde` part is resumable cell by cell and can run in its own proces
     python bench/song_table1.py --sde ve --workdir runs/ve
     python bench/song_table1.py --sde vp --workdir runs/vp
     python bench/song_table1.py --table ve=runs/ve vp=runs/vp
-    -> bench/results/song_table1.json, .md, .png
+    -> bench/results/song_table1.json, .md, .png, song_table1_grids.png
 """
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def collect(workdirs, metric):
             cells[key] = {"entry": entry, "nfe": a["nfe"], "seconds": a["seconds"], "seeds": a["seeds"],
                           "paper": PAPER[sde][key], "per_seed": per_seed,
                           **{k: a[k] for k in a if k.split("_se")[0] in report["metric_names"]}}
-        refs = {name: {k: aggs[("reference", name)][k] for k in (metric, metric + "_se", "kid", "kid_se")}
+        refs = {name: {k: v for k, v in aggs[("reference", name)].items() if k.split("_se")[0] in report["metric_names"]}
                 for name in ("floor", "gaussian")}
         agree, disagree, unresolved = pairs(cells, metric)
         keys = list(cells)
@@ -180,6 +180,18 @@ def markdown(result, metric):
         for kind in ("agree", "disagree"):
             if r[f"pairs_{kind}"]:
                 lines += [f"Pairs that {kind}: " + "; ".join(r[f"pairs_{kind}"]) + ".", ""]
+        lines += ["| cell | NFE | FD | KID x1e3 | precision | recall | density | coverage | label TV |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        rows = [(k.replace(" | ", " "), c) for k, c in r["cells"].items()]
+        rows += [(f"reference: {n}", v) for n, v in r["references"].items()]
+        for name, c in rows:
+            nfe = f"{c['nfe']:.0f}" if "nfe" in c else "—"
+
+            def f(k, scale=1.0):
+                return f"{c[k] * scale:.2f} ± {c[k + '_se'] * scale:.2f}" if k in c else ""
+            lines.append(f"| {name} | {nfe} | {f('fd')} | {f('kid', 1e3)} | {f('precision')} | {f('recall')} | "
+                         f"{f('density')} | {f('coverage')} | {f('label_tv')} |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -207,6 +219,29 @@ def plot(result, metric, path):
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7)
     fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def grids(result, path):
+    """One panel per cell (the first seed's 64 samples, as the study saved them), one row per SDE."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from runner.compare_plan import slug
+    keys = list(entries())
+    fig, axes = plt.subplots(len(result), len(keys), figsize=(1.9 * len(keys), 2.3 * len(result)), squeeze=False)
+    for row, (sde, r) in enumerate(result.items()):
+        grid_dir = os.path.join(os.path.dirname(r["report"]), "compare_grids")
+        for col, key in enumerate(keys):
+            ax = axes[row, col]
+            ax.axis("off")
+            found = sorted(glob.glob(os.path.join(grid_dir, f"model_{slug(entries()[key])}_*_*.png")))
+            if found:
+                ax.imshow(plt.imread(found[-1]), cmap="gray")
+            c = r["cells"][f"{key[0]} | {key[1]}"]
+            ax.set_title(f"{sde.upper()} {key[0].split()[0]} {key[1]}\nFD {c['fd']:.2f}", fontsize=7)
+    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -242,6 +277,7 @@ def main(argv=None):
     with open(os.path.join(a.out, "song_table1.md"), "w") as f:
         f.write(text)
     plot(result, a.metric, os.path.join(a.out, "song_table1.png"))
+    grids(result, os.path.join(a.out, "song_table1_grids.png"))
     print(text)
     return 0
 
