@@ -25,15 +25,15 @@ Error estimate (`method="rk45"`, the default; `bench/ode_accuracy.py`): torchdif
 `dopri5` takes Dormand-Prince 5(4) steps but estimates the local error with Shampine's
 embedded solution, whose error weights are exactly 2/3 of Dormand-Prince's own
 (b5 - b4*; tested against torchdiffeq's tableau). The estimate is then 1.5x smaller, the
-solver takes longer steps, and at equal rtol/atol it is 1.5-2.5x less accurate than
+solver takes longer steps, and at equal rtol/atol it is 1.5-2.7x less accurate than
 scipy's RK45 (the reference implementation's solver) on the mixture oracle. "rk45" is
 the same dopri5 integration with its error norm multiplied by 3/2, i.e. with Dormand and
 Prince's estimate as in scipy's RK45 and MATLAB's ode45; "dopri5" keeps torchdiffeq's.
 
 Controller: torchdiffeq never shrinks the step after an accepted one (scipy does when the
 error ratio is above 0.59) and may grow it right after a rejection (scipy does not), so
-with the same safety factor 0.9 it rejects more steps and still spends 1.3x scipy's NFE
-for its accuracy. Neither rule is an option; the safety factor is, and "rk45" uses 0.7:
+with the same safety factor 0.9 it rejects more steps and stays 1.3-1.4x less accurate
+than scipy at equal NFE. Neither rule is an option; the safety factor is, and "rk45" uses 0.7:
 on 6 problems x 4 tolerances (`bench/ode_accuracy.py`, tuned on mixture seeds 0 and 5,
 checked on held-out seeds 11 and 12) its error at equal tolerance is 0.4-0.85x scipy's at
 1.05-1.07x its NFE. `controller=` passes torchdiffeq's controller options through.
