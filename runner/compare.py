@@ -83,7 +83,7 @@ def plan_cells(config, sde, names, s, dims, has_exact):
             base = {**dict(config.sampling.options.get(name, {}) or {}), **variant}
             overhead, per_step = step_cost(sde, name, {k: v for k, v in base.items() if k != "steps"}, dims,
                                            config.sampling.denoise)
-            for budget, options in budgets(sde, name, base, s, dims, config.sampling.denoise):
+            for budget, options in budgets(base, s, (overhead, per_step)):
                 planned = ADAPTIVE_NFE_GUESS if per_step == 0 else overhead + per_step * options["steps"]
                 for seed in s["seeds"]:
                     cells.append({"score": score, "sampler": entry, "name": name, "options": options,

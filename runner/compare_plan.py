@@ -154,11 +154,12 @@ def step_cost(sde, name: str, options: dict, dims, denoise: bool) -> Tuple[int, 
     return nfe[0] - 3 * (nfe[1] - nfe[0]), nfe[1] - nfe[0]
 
 
-def budgets(sde, name: str, base: dict, s: dict, dims, denoise: bool) -> List[Tuple[dict, dict]]:
-    """[(budget label, sampler options)] of sampler `name`: one per NFE of the ladder (distinct
-    step counts only), one per tolerance if the sampler is adaptive, or, for a variant that fixes
-    `steps`, that one step count."""
-    overhead, per_step = step_cost(sde, name, {k: v for k, v in base.items() if k != "steps"}, dims, denoise)
+def budgets(base: dict, s: dict, cost: Tuple[int, int]) -> List[Tuple[dict, dict]]:
+    """[(budget label, sampler options)] of a sampler with options `base` and measured
+    `cost = (overhead, per_step)` (`step_cost`): one per NFE of the ladder (distinct step counts
+    only), one per tolerance if the sampler is adaptive, or, for a variant that fixes `steps`,
+    that one step count."""
+    overhead, per_step = cost
     if "steps" in base:
         return [({"steps": base["steps"], "nfe_budget": overhead + per_step * base["steps"], "fixed": True},
                  dict(base))]
