@@ -166,12 +166,12 @@ def get_default_config() -> ml_collections.ConfigDict:
     inpaint.box = (0.25, 0.25, 0.75, 0.75)   # unknown box (row0, col0, row1, col1), fractions
     inpaint.random_fraction = 0.5            # random: share of observed pixels
     inpaint.num_images = 10
-    inpaint.sampler = "pc"       # pc | euler_maruyama | reverse_diffusion | ancestral | annealed_langevin
+    inpaint.sampler = "pc"       # any name of solvers.SAMPLERS (options: config.sampling.options.<name>)
     inpaint.steps = 500
-    inpaint.corrector = "langevin"
+    inpaint.corrector = "langevin"   # pc only: corrector, snr, corrector_steps
     inpaint.snr = 0.16
     inpaint.corrector_steps = 1
-    inpaint.recurrence = 1
+    inpaint.recurrence = 1       # > 1: RePaint resampling (samplers that step on a fixed grid, one step at a time)
     inpaint.seed = 4
     inpaint.use_ema = True
 
