@@ -20,7 +20,7 @@ import torch
 
 from sde_lib import expand_as_batch
 
-from ._common import check_positive
+from ._common import check_positive, tweedie_mean
 from .sampling import register_sampler
 
 
@@ -56,7 +56,7 @@ def ddim(sde, score, x, ts, noise, callback, *, eta):
         m, s, sig = _coeffs(sde, t, x)
         m2, s2, sig2 = _coeffs(sde, t2, x)
         sc = score(x, t)
-        x0 = (x + s ** 2 * sc) / m
+        x0 = tweedie_mean(x, sc, m, s)
         if eta == 0.0:
             x = m2 * x0 - s2 * s * sc
         else:

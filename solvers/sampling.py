@@ -40,7 +40,7 @@ import torch
 from sde_lib import expand_as_batch
 
 from ._common import (CountedScore, NoiseSource, SampleInfo, Timer, check_choice, check_eps, check_positive,
-                      check_steps, quiet)
+                      check_steps, quiet, tweedie_mean)
 from .schedules import SCHEDULES, time_grid
 
 #: Options every sampler takes from `sample()` itself; a sampler may not declare them.
@@ -356,7 +356,7 @@ def tweedie(sde, score_fn, x, eps):
     """E[x_0 | x_eps] = (x + s(eps)^2 score(x, eps)) / m(eps) for the Gaussian kernel."""
     t = torch.full((x.shape[0],), eps, dtype=x.dtype, device=x.device)
     m, s = sde.marginal_coeffs(t)
-    return (x + expand_as_batch(s ** 2, x) * score_fn(x, t)) / expand_as_batch(m, x)
+    return tweedie_mean(x, score_fn(x, t), m, s)
 
 
 def sampler_table() -> str:
