@@ -129,7 +129,7 @@ def edm(sde, score, x, ts, noise, callback, *, S_churn, S_tmin, S_tmax, S_noise)
     Every step ends at sigma(eps) > 0, so every step takes the correction (EDM ends at
     sigma = 0 with a final Euler step): 2 NFE/step. S_churn = 0 (default) is the
     deterministic second-order Heun method on the probability-flow ODE in sigma.
-    sigma_hat's time is found with `sde.t_from_sigma` (only needed when S_churn > 0).
+    sigma_hat's time is found with `sde.t_from_edm_sigma` (only needed when S_churn > 0).
     """
     if isinstance(S_churn, bool) or not isinstance(S_churn, (int, float)) or not (0.0 <= S_churn < math.inf):
         raise ValueError(f"S_churn must be a finite number >= 0, got {S_churn!r}")
