@@ -62,7 +62,8 @@ def parse_args(argv):
     parser.add_argument("--mode", default="all", metavar="{" + ",".join(MODES) + "}",
                         help="what to run (default: all = train, sample, eval)")
     parser.add_argument("--checkpoint", default=None,
-                        help="step of the checkpoint that sample, eval and compare use (default: the latest)")
+                        help="step of the checkpoint that sample, eval and compare use, or that train resumes "
+                             "from when every later one is unreadable (default: the latest)")
     args, rest = parser.parse_known_args(argv)
     overrides, i = [], 0
     while i < len(rest):
@@ -87,9 +88,9 @@ def parse_args(argv):
             assert args.checkpoint >= 0
         except (ValueError, AssertionError):
             raise ValueError(f"--checkpoint must be a step (an int >= 0), got {args.checkpoint!r}") from None
-        if args.mode in ("train", "all"):
-            raise ValueError(f"--checkpoint picks the checkpoint of sample, eval and compare; --mode {args.mode} "
-                             f"trains (and resumes from the latest checkpoint)")
+        if args.mode not in ("train", "sample", "eval", "compare", "inpaint", "colorize"):
+            raise ValueError(f"--checkpoint picks the checkpoint of sample, eval, compare, inpaint and colorize, "
+                             f"or the one train resumes from; --mode {args.mode} takes none")
     return args, overrides
 
 
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
             clean_stale_temp(workdir)            # leftovers of killed processes (their pid is dead)
         t0 = time.time()
         if args.mode in ("train", "all"):
-            run_train(config, workdir)
+            run_train(config, workdir, resume_from=args.checkpoint)
         if args.mode in ("sample", "all"):
             run_sample(config, workdir, args.checkpoint)
         if args.mode in ("eval", "all"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 
-def run_train(config, workdir):
+def run_train(config, workdir, resume_from=None):
     from training import train
     from training.data import get_dataset
     from .common import setup
@@ -31,7 +31,7 @@ def run_train(config, workdir):
             elif x.shape[1] >= 2:
                 save_scatter(x.numpy(), dataset.test[:5000].numpy(), path)
 
-        state = train(config, workdir, dataset=dataset, on_samples=on_samples)
+        state = train(config, workdir, dataset=dataset, on_samples=on_samples, resume_from=resume_from)
     finally:
         if here.is_main:
             lock.release()
