@@ -39,7 +39,7 @@ import sys
 import time
 
 from runner.compare import run_compare
-from runner.config_io import apply_override, load_config, validate_config  # noqa: F401 (public: bench/ uses run.load_config)
+from runner.config_io import apply_override, load_config, load_plugins, validate_config  # noqa: F401 (public: bench/ uses run.load_config)
 from runner.rundir import resolve_config
 from runner.evaluate import run_eval
 from runner.sample import run_sample
@@ -102,6 +102,7 @@ def main(argv=None) -> int:
         from training.loop import check_workdir
         check_workdir(args.workdir)
         config, _ = resolve_config(args.config, overrides, args.workdir, DEFAULT_CONFIG)
+        load_plugins(config)
         validate_config(config)
         from training.distributed import env_world
         if env_world().world_size > 1 and args.mode in ("train_classifier", "inpaint", "colorize"):

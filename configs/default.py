@@ -14,6 +14,10 @@ def get_default_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.device = "auto"       # auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps
+    # Modules run.py imports before it checks the config, e.g. ("my_samplers",): their
+    # register_sampler / register_model calls make those names usable from the command line.
+    # Found on sys.path (the current directory included); saved with the workdir's config.
+    config.plugins = ()
 
     config.data = data = ml_collections.ConfigDict()
     data.dataset = "digits"      # moons | 8gaussians | checkerboard | swissroll | mixture | digits

@@ -60,7 +60,7 @@ def apply_override(config, dotted: str, text: str) -> None:
     current = node[last]
     if isinstance(current, str) and not isinstance(value, str):
         value = text          # e.g. --config.data.path=123 stays a string
-    if isinstance(current, tuple) and isinstance(value, (int, float)):
+    if isinstance(current, tuple) and isinstance(value, (int, float, str)):
         value = (value,)
     if isinstance(current, tuple) and isinstance(value, list):
         value = tuple(value)
@@ -70,6 +70,32 @@ def apply_override(config, dotted: str, text: str) -> None:
         node[last] = value
     except (TypeError, ValueError) as e:
         raise ValueError(f"bad value {text!r} for config.{dotted} (currently {current!r}): {e}") from None
+
+
+def load_plugins(config) -> None:
+    """Import the modules of `config.plugins` (their registrations make new samplers, models... known)
+    before the config is checked. The current directory is searched too. ValueError naming a module
+    that is not a module name or does not exist; an error inside a plugin keeps its traceback."""
+    import importlib
+    import re
+    import sys
+    plugins = config.get("plugins", ())
+    if not isinstance(plugins, tuple) or not all(isinstance(p, str) for p in plugins):
+        raise ValueError(f"config.plugins must be a tuple of module names, e.g. \"('my_samplers',)\", "
+                         f"got {plugins!r}")
+    for name in plugins:
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
+            raise ValueError(f"config.plugins: {name!r} is not a module name (e.g. 'my_samplers' for my_samplers.py)")
+    if plugins and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    for name in plugins:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:      # only a missing module is an input error; a bug in it keeps its traceback
+            if e.name != name.split(".")[0] and e.name != name:
+                raise
+            raise ValueError(f"config.plugins: no module named {name!r} (looked in the current directory "
+                             f"{os.getcwd()!r} and on sys.path)") from None
 
 
 def validate_config(config) -> None:

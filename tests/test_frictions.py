@@ -35,3 +35,50 @@ def test_corrupt_last_checkpoint_names_the_flag_and_resumes_from_the_previous(tm
     # a plain rerun resumes from the latest and says so
     assert run.main(["--workdir", wd, "--mode", "train", "--config.training.n_iters=8"] + TINY) == 0
     assert f"resuming from step 6 (checkpoint {ckpt(wd, 6)})" in capsys.readouterr().out
+
+
+PLUGIN = '''
+from solvers import register_sampler
+
+def half_euler(sde, score, x, ts, noise, callback):
+    """Euler-Maruyama on the reverse SDE (a plugin's sampler)."""
+    rsde = sde.reverse(score)
+    for i in range(len(ts) - 1):
+        drift, g = rsde.sde(x, ts[i].expand(x.shape[0]))
+        dt = ts[i] - ts[i + 1]
+        x = x - drift * dt + g[:, None] * dt.sqrt() * noise.randn()
+        callback(i, x)
+    return x
+
+register_sampler("half_euler", half_euler, options={})
+'''
+
+
+def test_plugins_make_a_users_sampler_usable_from_the_cli(tmp_path, capsys, monkeypatch):
+    import json
+    import sys
+
+    import solvers
+    monkeypatch.chdir(tmp_path)                 # plugins are found in the current directory
+    (tmp_path / "my_plugin_17.py").write_text(PLUGIN)
+    wd = str(tmp_path / "w")
+    try:
+        assert run.main(["--workdir", wd, "--mode", "train", "--config.training.n_iters=2"] + TINY) == 0
+        assert run.main(["--workdir", wd, "--mode", "sample", "--config.sampling.sampler=half_euler",
+                         "--config.sampling.steps=3", "--config.sampling.num_samples=8"] + TINY) == 2
+        assert "unknown sampler 'half_euler'" in capsys.readouterr().err          # without the plugin
+        assert run.main(["--workdir", wd, "--mode", "sample", "--config.plugins=my_plugin_17",
+                         "--config.sampling.sampler=half_euler", "--config.sampling.steps=3",
+                         "--config.sampling.num_samples=8"] + TINY) == 0
+        out = capsys.readouterr().out.strip().splitlines()
+        info = json.load(open(os.path.join(os.path.dirname(out[-1]), "sample.json")))
+        assert info["sampler"] == "half_euler" and info["nfe"] == 3 + 1
+        assert run.main(["--workdir", wd, "--mode", "sample", "--config.plugins=('no_such_module_17',)"] + TINY) == 2
+        err = capsys.readouterr().err
+        assert "config.plugins: no module named 'no_such_module_17'" in err and err.count("\n") == 1
+        assert run.main(["--workdir", wd, "--mode", "sample", "--config.plugins=('bad name',)"] + TINY) == 2
+        assert "is not a module name" in capsys.readouterr().err
+    finally:
+        if "half_euler" in solvers.SAMPLERS:
+            solvers.unregister_sampler("half_euler")
+        sys.modules.pop("my_plugin_17", None)
