@@ -25,7 +25,10 @@ Modes:
 
 Once a workdir has been trained, --config is optional: every mode loads workdir/config.py, and
 overrides of model, sde or data fields are refused. --checkpoint STEP picks the checkpoint of
-sample, eval and compare (default: the latest). Any config field can be overridden:
+sample, eval, compare, inpaint and colorize (default: the latest); with --mode train it resumes from
+that step when every later checkpoint is unreadable (they are kept as *.corrupt).
+--config.plugins="('my_module',)" imports your modules first, so the samplers and models they
+register work from the command line. Any config field can be overridden:
 --config.training.n_iters=2000 (or "--config.training.n_iters 2000"). Bad flags or values end
 with one line `error: ...` on stderr and exit status 2 (before any directory is created); a
 diverged training or sampling run exits with status 1. Multi-process: torchrun
@@ -126,7 +129,7 @@ def main(argv=None) -> int:
         if args.mode in ("train", "all"):
             run_train(config, workdir, resume_from=args.checkpoint)
         if args.mode in ("sample", "all"):
-            run_sample(config, workdir, args.checkpoint)
+            run_sample(config, workdir, args.checkpoint, next_hint=args.mode == "sample")
         if args.mode in ("eval", "all"):
             run_eval(config, workdir, args.checkpoint)
         if args.mode == "compare":
@@ -138,6 +141,9 @@ def main(argv=None) -> int:
         if args.mode == "all" and os.environ.get("RANK", "0") == "0":
             print(f"done in {time.time() - t0:.0f}s; outputs in {os.path.abspath(workdir)}: config.py, checkpoints/, "
                   f"metrics.jsonl, loss.png, samples/, eval/")
+        if args.mode != "sample" and os.environ.get("RANK", "0") == "0":
+            from runner.common import next_command
+            print(next_command(args.mode, workdir))
         return 0
     except ValueError as e:
         _discard_new_workdir(workdir, existed)

@@ -108,8 +108,8 @@ TINY = ["--config.training.num_threads=1", "--config.training.progress=False", "
 EXTRA = {   # per recipe: settings that make it cheap (appended to the README's command)
     2: [], 3: ["--config.eval.num_samples=4", "--config.eval.rtol=1e-2", "--config.eval.atol=1e-2",
                "--config.eval.repeats=1", "--config.eval.estimator=ode"],
-    4: ["--config.compare.samplers=(ddim, dpmpp_2m)", "--config.compare.nfe=(4, 6)", "--config.compare.seeds=(0, 1)",
-        "--config.compare.num_samples=8", "--config.compare.feature_epochs=1", "--config.compare.progress=False",
+    4: ["--config.compare.quick=False", "--config.compare.samplers=ddim, dpmpp_2m", "--config.compare.nfe=(4, 6)", "--config.compare.seeds=(0, 1)",
+        "--config.compare.num_samples=10", "--config.compare.feature_epochs=1", "--config.compare.progress=False",
         "--config.compare.feature_cache=FEATURES"],
     5: ["--config.inpaint.steps=3", "--config.inpaint.num_images=2"],
     9: ["--config.training.n_iters=3"], 10: ["--config.sampling.steps=3"],
@@ -127,7 +127,7 @@ def my_euler(sde, score, x, ts, noise, callback):
         callback(i, x)
     return x
 
-register_sampler("my_euler", my_euler)
+register_sampler("my_euler", my_euler, options={})
 '''
 
 
@@ -151,38 +151,43 @@ def test_readme_has_ten_recipes():
     assert sorted(k for k in recipes if isinstance(k, int)) == list(range(1, 11))
 
 
-def _run(argv, tmp_path):
-    argv = [a.replace("runs/", str(tmp_path) + "/").replace("FEATURES", str(tmp_path / "features")) for a in argv]
-    assert argv[:2] == ["python", "run.py"], argv
-    env = dict(ENV, PYTHONPATH=str(tmp_path) + os.pathsep + ENV["PYTHONPATH"])
-    proc = subprocess.run([sys.executable, "run.py"] + argv[2:], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, f"{' '.join(argv)}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout
+def test_readme_recipes_run(tmp_path, monkeypatch, capsys):
+    """Recipes 1-7, 9 and 10 in the README's order, each with settings that make it take seconds. They
+    run in this process through `run.main` (what `python run.py` calls), which saves the ~4 s of imports
+    a subprocess per recipe would cost."""
+    import numpy as np
+    from PIL import Image
 
-
-def test_readme_recipes_run(tmp_path):
-    """Recipes 1-7, 9 and 10 in the README's order, each with settings that make it take seconds."""
+    import run
+    import solvers
     recipes = readme_recipes()
     (tmp_path / "my_samplers.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
     folder = tmp_path / "my_pngs"
     folder.mkdir()
-    from PIL import Image
-    import numpy as np
     rng = np.random.default_rng(0)
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L").save(folder / f"{i}.png")
     ran = []
-    for key, argv in recipes.items():
-        number = key if isinstance(key, int) else int(key[:-1])
-        if number in SKIPPED:
-            continue
-        argv = [str(folder) if a.endswith("=my_pngs") is False and a == "my_pngs" else a for a in argv]
-        argv = [a.replace("data.path=my_pngs", f"data.path={folder}") for a in argv]
-        out = _run(argv + TINY + EXTRA.get(number, []), tmp_path)
-        ran.append(key)
-        if number == 9:
-            assert "resuming from step 2" in out, out
+    try:
+        for key, argv in recipes.items():
+            number = key if isinstance(key, int) else int(key[:-1])
+            if number in SKIPPED:
+                continue
+            assert argv[:2] == ["python", "run.py"], argv
+            argv = [a.replace("runs/", str(tmp_path) + "/").replace("data.path=my_pngs", f"data.path={folder}")
+                    .replace("FEATURES", str(tmp_path / "features")) for a in argv[2:] + TINY + EXTRA.get(number, [])]
+            code = run.main(argv)
+            out, err = capsys.readouterr()
+            assert code == 0, f"recipe {key}: {' '.join(argv)}\n{out[-2000:]}\n{err[-2000:]}"
+            assert "next: " in out, f"recipe {key} printed no next-command hint"
+            ran.append(key)
+            if number == 9:
+                assert "resuming from step 2" in out, out
+    finally:
+        if "my_euler" in solvers.SAMPLERS:
+            solvers.unregister_sampler("my_euler")
+        sys.modules.pop("my_samplers", None)
     assert len(ran) == 10, ran
 
 
