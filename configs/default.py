@@ -21,8 +21,8 @@ def get_default_config() -> ml_collections.ConfigDict:
     config.plugins = ()
 
     config.data = data = ml_collections.ConfigDict()
-    data.dataset = "digits"      # moons | 8gaussians | checkerboard | swissroll | mixture | digits
-    #                              | fashion_mnist | folder | array
+    data.dataset = "digits"      # any name of training.data.DATASETS: moons | 8gaussians | checkerboard
+    #                              | swissroll | mixture | digits | fashion_mnist | folder | array
     data.image_size = 8          # images: square size and channels (must match the data)
     data.num_channels = 1
     data.dim = 2                 # vector data: dimension
