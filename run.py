@@ -43,7 +43,13 @@ import shutil
 import sys
 import time
 
-import torch
+# OpenMP workers sleep at barriers instead of spinning, unless the environment says otherwise. Beside
+# one busy process on 2 cores, spinning made the demo's 2-thread training 10-50x slower and passive
+# waiting kept it near or above 1 thread's rate (bench/demo_threads.py, docs/bench/demo.md). It must be
+# set before torch loads its OpenMP runtime, hence here, before `import torch`.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 from configs.errors import InputError
 from configs.schema import validate_config
@@ -130,7 +136,7 @@ def main(argv=None) -> int:
             clean_stale_temp(workdir)            # leftovers of killed processes (their pid is dead)
         t0 = time.time()
         if args.mode in ("train", "all"):
-            run_train(config, workdir, resume_from=args.checkpoint)
+            run_train(config, workdir, **({} if args.checkpoint is None else {"resume_from": args.checkpoint}))
         if args.mode in ("sample", "all"):
             run_sample(config, workdir, args.checkpoint, next_hint=args.mode == "sample")
         if args.mode in ("eval", "all"):

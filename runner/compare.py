@@ -11,6 +11,7 @@ whichever rank runs it. Planning lives in `compare_plan`, tables and figures in
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import time
@@ -30,7 +31,6 @@ ADAPTIVE_NFE_GUESS = 100      # for the time estimate only: adaptive runs report
 
 
 def _digest(obj) -> str:
-    import hashlib
     return hashlib.sha1(json.dumps(json_safe(obj), sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -66,7 +66,7 @@ def test_plugins_make_a_users_sampler_usable_from_the_cli(tmp_path, capsys, monk
         assert run.main(["--workdir", wd, "--mode", "train", "--config.training.n_iters=2"] + TINY) == 0
         assert run.main(["--workdir", wd, "--mode", "sample", "--config.sampling.sampler=half_euler",
                          "--config.sampling.steps=3", "--config.sampling.num_samples=8"] + TINY) == 2
-        assert "unknown sampler 'half_euler'" in capsys.readouterr().err          # without the plugin
+        assert "got 'half_euler'" in capsys.readouterr().err          # without the plugin: not a known sampler
         assert run.main(["--workdir", wd, "--mode", "sample", "--config.plugins=my_plugin_17",
                          "--config.sampling.sampler=half_euler", "--config.sampling.steps=3",
                          "--config.sampling.num_samples=8"] + TINY) == 0
@@ -82,3 +82,23 @@ def test_plugins_make_a_users_sampler_usable_from_the_cli(tmp_path, capsys, monk
         if "half_euler" in solvers.SAMPLERS:
             solvers.unregister_sampler("half_euler")
         sys.modules.pop("my_plugin_17", None)
+
+
+def test_each_compare_study_has_its_own_directory_and_reuses_sibling_cells(tmp_path):
+    """Studies of one checkpoint and context (data, SDE, features, ...) that differ in their sampler
+    list get different directories (neither report rewrites the other); a new study finds the
+    finished cells of its siblings, and a study of another context does not."""
+    import json
+
+    from runner.compare import compare_paths, sibling_cells
+    ctx = {"data": "digits", "n": 10}
+    a = compare_paths(str(tmp_path), 5, ctx, {"samplers": ["ddim"]})
+    b = compare_paths(str(tmp_path), 5, ctx, {"samplers": ["ddim", "unipc"]})
+    other = compare_paths(str(tmp_path), 5, {"data": "digits", "n": 20}, {"samplers": ["ddim"]})
+    assert len({a["dir"], b["dir"], other["dir"]}) == 3 and a["dir"].rsplit("-", 1)[0] == b["dir"].rsplit("-", 1)[0]
+    assert compare_paths(str(tmp_path), 5, ctx, {"samplers": ["ddim"]}) == a          # a rerun resumes there
+    for p, key in ((a, "cell-a"), (other, "cell-other")):
+        os.makedirs(p["dir"])
+        with open(p["cells"], "w") as f:
+            f.write(json.dumps({"key": key}) + "\n")
+    assert set(sibling_cells(b)) == {"cell-a"} and sibling_cells(a) == {}
