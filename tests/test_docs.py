@@ -12,6 +12,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -104,7 +105,8 @@ def test_block_discovery():
 
 TINY = ["--config.training.num_threads=1", "--config.training.progress=False", "--config.model.nf=8",
         "--config.training.n_iters=2", "--config.training.snapshot_freq=1000",
-        "--config.sampling.num_samples=4", "--config.sampling.batch_size=4"]
+        "--config.sampling.num_samples=4", "--config.sampling.batch_size=4", "--config.sampling.steps=3",
+        "--config.sampling.samples_per_class=1"]
 EXTRA = {   # per recipe: settings that make it cheap (appended to the README's command)
     2: [], 3: ["--config.eval.num_samples=4", "--config.eval.rtol=1e-2", "--config.eval.atol=1e-2",
                "--config.eval.repeats=1", "--config.eval.estimator=ode"],
@@ -168,7 +170,7 @@ def test_readme_recipes_run(tmp_path, monkeypatch, capsys):
     rng = np.random.default_rng(0)
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L").save(folder / f"{i}.png")
-    ran = []
+    ran, seconds = [], {}
     try:
         for key, argv in recipes.items():
             number = key if isinstance(key, int) else int(key[:-1])
@@ -177,8 +179,10 @@ def test_readme_recipes_run(tmp_path, monkeypatch, capsys):
             assert argv[:2] == ["python", "run.py"], argv
             argv = [a.replace("runs/", str(tmp_path) + "/").replace("data.path=my_pngs", f"data.path={folder}")
                     .replace("FEATURES", str(tmp_path / "features")) for a in argv[2:] + TINY + EXTRA.get(number, [])]
+            t0 = time.perf_counter()
             code = run.main(argv)
             out, err = capsys.readouterr()
+            seconds[key] = round(time.perf_counter() - t0, 1)
             assert code == 0, f"recipe {key}: {' '.join(argv)}\n{out[-2000:]}\n{err[-2000:]}"
             assert "next: " in out, f"recipe {key} printed no next-command hint"
             ran.append(key)
@@ -189,6 +193,7 @@ def test_readme_recipes_run(tmp_path, monkeypatch, capsys):
             solvers.unregister_sampler("my_euler")
         sys.modules.pop("my_samplers", None)
     assert len(ran) == 10, ran
+    print("recipe seconds:", seconds)
 
 
 def test_quickstart_test_line_is_what_ci_runs():
