@@ -103,7 +103,8 @@ ORDER_CASES = [  # sampler, options, expected order window
     ("dpm_solver", dict(order=2), (1.75, 2.35)),
     ("dpm_solver", dict(order=3), (2.75, 3.6)),
     ("dpmpp_2m", {}, (1.75, 2.35)),
-    ("dpmpp_3m", {}, (2.75, 4.0)),
+    ("dpmpp_3m", dict(variant="taylor"), (2.75, 4.0)),
+    ("dpmpp_3m", dict(variant="reference"), (1.75, 2.7)),     # the references' D2 weight: order 2
     ("unipc", dict(order=1, variant="bh1"), (1.75, 2.4)),     # UniPC-p is of order p + 1
     ("unipc", dict(order=2, variant="bh2"), (2.6, 3.4)),
     ("unipc", dict(order=3, variant="bh1"), (2.9, 4.4)),
@@ -207,6 +208,11 @@ def test_float32_matches_float64(gm4):
     ("unipc", dict(variant="bh3"), "variant must be one of"),
     ("unipc", dict(order=0), "order must be one of"),
     ("dpmpp_3m", dict(lower_order_final="yes"), "lower_order_final must be"),
+    ("dpmpp_3m", dict(lower_order_final=-1), "lower_order_final must be"),
+    ("dpmpp_3m", dict(lower_order_final=2.5), "lower_order_final must be"),
+    ("dpmpp_3m", dict(variant="paper"), "variant must be one of"),
+    ("dpmpp_2m", dict(solver_type="heun"), "solver_type must be one of"),
+    ("dpm_solver", dict(split="adaptive"), "split must be one of"),
     ("unipc", dict(use_corrector=1), "use_corrector must be"),
     ("dpmpp_2m", dict(schedule="cosine"), "unknown schedule"),
 ])
@@ -251,3 +257,38 @@ def test_issue_goal_24d_mixture(sde_name):
     assert abs(d.value) <= 0.3, d
     gain = (gm.log_prob(x_u).double() - gm.log_prob(x_2m).double())
     assert gain.mean().item() > 0.15 + 3 * gain.std().item() / math.sqrt(n), gain.mean()
+
+
+# ---- reference conventions: DPM-Solver-fast's orders, lower_order_final thresholds ---------------
+@pytest.mark.parametrize("nfe,order,want", [
+    (10, 3, [3, 3, 3, 1]), (9, 3, [3, 3, 2, 1]), (11, 3, [3, 3, 3, 2]), (20, 3, [3] * 6 + [2]),
+    (18, 3, [3] * 5 + [2, 1]), (1, 3, [1]), (2, 3, [2]), (3, 3, [2, 1]), (9, 2, [2] * 4 + [1]), (8, 2, [2] * 4),
+    (5, 1, [1] * 5)])
+def test_fast_orders_as_the_official_code(nfe, order, want):
+    """The official 'singlestep' split (DPM-Solver-fast): K = nfe // 3 + 1 steps for order 3."""
+    from solvers.dpm_solver import fast_orders
+    assert fast_orders(nfe, order) == want and sum(want) == nfe
+
+
+@pytest.mark.parametrize("nfe", [9, 10, 20])
+def test_fast_split_spends_the_budget(nfe, gm4):
+    """split="fast": steps is the NFE budget, one callback per grid interval (stage estimates at
+    the inner points), and a point mass is still reproduced exactly."""
+    sde = VPSDE()
+    x, info = sample(sde, gm4.score_fn(sde), (6, 4), "dpm_solver", steps=nfe, split="fast", return_trajectory=True,
+                     generator=torch.Generator().manual_seed(0))
+    assert info.nfe == nfe and info.trajectory.shape[0] == nfe + 1
+    assert torch.equal(info.trajectory[-1], x)
+    fixed, info3 = sample(sde, gm4.score_fn(sde), (6, 4), "dpm_solver", steps=3, generator=torch.Generator().manual_seed(0))
+    assert info3.nfe == 9 and not torch.allclose(fixed, x)
+
+
+def test_lower_order_final_thresholds():
+    from solvers.dpm_solver import LOWER_ORDER_FINAL, _step_orders, lower_order_threshold
+    assert lower_order_threshold(True) == 15 and lower_order_threshold(False) == 0
+    assert lower_order_threshold("dpm_solver") == 10 and lower_order_threshold("unipc") == math.inf
+    assert set(LOWER_ORDER_FINAL) >= {"scoresde", "diffusers", "dpm_solver", "unipc", "k_diffusion"}
+    assert _step_orders(12, 3, 15) == [1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 2, 1]
+    assert _step_orders(12, 3, 10) == [1, 2] + [3] * 10
+    assert _step_orders(30, 3, math.inf)[-3:] == [3, 2, 1]
+    assert _step_orders(30, 3, 0)[-3:] == [3, 3, 3]
