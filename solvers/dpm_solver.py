@@ -123,8 +123,7 @@ SPLITS = ("fixed", "fast")
 def _singlestep(x, e_u, u, stages, t, eps_hat):
     """One DPM-Solver step u -> t of order len(stages) + 1 (noise prediction, Lu et al. 2022,
     Algorithms 1-2 with general r); `u`, `t` and each stage are (t, m, s, lambda) tuples, the
-    stages at lambda_u + r_j h. Returns x_t and the stage states [u_1, ...] (lower-order
-    estimates of x at the stage times).
+    stages at lambda_u + r_j h. Returns x_t.
 
         base = (m_t/m_u) x_u - s_t (e^h - 1) eps_u                                 (order 1)
         order 2: u1 = (m_1/m_u) x_u - s_1 (e^{r1 h} - 1) eps_u,
@@ -137,71 +136,66 @@ def _singlestep(x, e_u, u, stages, t, eps_hat):
     h = lt - lu
     base = (mt / mu) * x - st * math.expm1(h) * e_u
     if not stages:
-        return base, []
+        return base
     (t1, m1, s1, l1) = stages[0]
     r1 = (l1 - lu) / h
     u1 = (m1 / mu) * x - s1 * math.expm1(r1 * h) * e_u
     d1 = eps_hat(u1, t1, s1) - e_u
     if len(stages) == 1:
-        return base - st * math.expm1(h) / (2 * r1) * d1, [u1]
+        return base - st * math.expm1(h) / (2 * r1) * d1
     (t2, m2, s2, l2) = stages[1]
     r2 = (l2 - lu) / h
     u2 = ((m2 / mu) * x - s2 * math.expm1(r2 * h) * e_u
           - s2 * r2 / r1 * (math.expm1(r2 * h) / (r2 * h) - 1) * d1)
-    x_t = base - st / r2 * (math.expm1(h) / h - 1) * (eps_hat(u2, t2, s2) - e_u)
-    return x_t, [u1, u2]
+    return base - st / r2 * (math.expm1(h) / h - 1) * (eps_hat(u2, t2, s2) - e_u)
 
 
-def dpm_solver(sde, score, x, ts, noise, callback, *, order, split):
+def _grid_steps(steps, order, split, **_):
+    """Grid intervals of `dpm_solver`: `steps` (split="fixed"), or the number of
+    DPM-Solver-fast steps for the NFE budget `steps` (split="fast")."""
+    order = _check_order(order, (1, 2, 3))
+    return len(fast_orders(steps, order)) if _check_choice("split", split, SPLITS) == "fast" else steps
+
+
+def dpm_solver(sde, score, x, ts, noise, callback, *, order, split, steps):
     """DPM-Solver, singlestep, noise prediction (Lu et al. 2022, Algorithms 1-2), order 1|2|3.
 
     One step u -> t (h = lambda_t - lambda_u) of order k evaluates eps_hat = -s score at u and
-    at k - 1 stage times inside the step, and is exact for eps_hat polynomial of degree k - 1 in
-    lambda (`_singlestep` has the update formulas). Global error O(h^order).
+    at k - 1 stage times at the lambda-fractions 1/k, ..., (k-1)/k of the step (r = 1/2;
+    r = 1/3, 2/3), and is exact for eps_hat polynomial of degree k - 1 in lambda (`_singlestep`
+    has the update formulas). Global error O(h^order). Every grid interval is one step.
 
-    split="fixed": every grid interval is one step of order `order`, stages at r = 1/2
-    (order 2) or r = 1/3, 2/3 (order 3) of its lambda-length: NFE = order x steps.
-
-    split="fast": DPM-Solver-fast. `steps` is the NFE budget and the grid's points are where
-    the score is evaluated: its intervals are grouped into steps of orders `fast_orders(steps,
-    order)` (3,...,3 then 2,1 | 1 | 2: the official code's 'singlestep' method), each group's
-    inner grid points being its stages: NFE = steps. This is the official code's rule for its
-    time-uniform and time-quadratic grids; on its logSNR grid the official code instead takes
-    K = NFE // 3 + 1 outer steps of equal lambda-length with stages at 1/3, 2/3 (the paper's
-    runs). The trajectory (`callback`) holds the stage estimates at the inner points.
+    split="fixed": every step has order `order`; `steps` intervals, NFE = order x steps.
+    split="fast": DPM-Solver-fast (Lu et al. 2022, Sec. 3.3; the official code's 'singlestep'
+    method): `steps` is the NFE budget, spent by K = len(fast_orders(steps, order)) steps of
+    orders 3,...,3 then 2,1 | 1 | 2 on a grid of K intervals (order 3: K = steps // 3 + 1):
+    NFE = steps, info.steps = K. On the "logsnr" grid this is the official code's logSNR run
+    and k-diffusion's `sample_dpm_fast` (equal lambda-steps). (The official code's
+    time-uniform run instead groups an NFE-point uniform grid into steps of 3, 3, ..., 2, 1
+    intervals; not offered.)
     """
     order = _check_order(order, (1, 2, 3))
     split = _check_choice("split", split, SPLITS)
     B = x.shape[0]
     grid = _coeffs(sde, ts)
     n = len(grid) - 1
+    orders = fast_orders(steps, order) if split == "fast" else [order] * n
+    if len(orders) != n:
+        raise ValueError(f"split='fast' with steps={steps} takes {len(orders)} grid intervals, got a grid of {n}")
+    lam = torch.tensor([g[3] + j / k * (g2[3] - g[3]) for g, g2, k in zip(grid[:-1], grid[1:], orders)
+                        for j in range(1, k)], dtype=torch.float64)
+    inner = _coeffs(sde, sde.t_from_log_snr(lam).to(ts.dtype)) if lam.numel() else []   # one vectorised inverse
 
     def eps_hat(x, t, s_):
         tt = torch.full((B,), t, dtype=x.dtype, device=x.device)
         return -s_ * score(x, tt)
 
-    if split == "fast":                      # outer steps over consecutive grid points
-        bounds, j = [], 0
-        for k in fast_orders(n, order):
-            bounds.append((j, j + k))
-            j += k
-        stages = [grid[a + 1:b] for a, b in bounds]
-    else:
-        bounds = [(i, i + 1) for i in range(n)]
-        r = {1: [], 2: [0.5], 3: [1 / 3, 2 / 3]}[order]
-        stages = [[] for _ in range(n)]
-        if r:   # the stage times of every interval, in one vectorised inverse of lambda
-            lam = torch.tensor([g[3] + ri * (g2[3] - g[3]) for g, g2 in zip(grid[:-1], grid[1:]) for ri in r],
-                               dtype=torch.float64)
-            inner = _coeffs(sde, sde.t_from_log_snr(lam).to(ts.dtype))
-            stages = [inner[len(r) * i:len(r) * (i + 1)] for i in range(n)]
-    for (a, b), st in zip(bounds, stages):
-        e_u = -grid[a][2] * score(x, ts[a].expand(B))
-        x, inner_states = _singlestep(x, e_u, grid[a], st, grid[b], eps_hat)
-        if split == "fast":
-            for i, u in enumerate(inner_states):
-                callback(a + i, u)
-        callback(b - 1, x)
+    pos = 0
+    for i, k in enumerate(orders):
+        e_u = -grid[i][2] * score(x, ts[i].expand(B))
+        x = _singlestep(x, e_u, grid[i], inner[pos:pos + k - 1], grid[i + 1], eps_hat)
+        pos += k - 1
+        callback(i, x)
     return x
 
 
@@ -319,6 +313,7 @@ def dpmpp_2m_sde(sde, score, x, ts, noise, callback, *, eta, lower_order_final, 
 
 
 register_sampler("dpm_solver", dpm_solver, options={"order": 3, "split": "fixed"}, schedule="logsnr",
+                 grid_steps=_grid_steps,
                  doc="DPM-Solver singlestep, noise prediction (Lu et al. 2022); order 1|2|3; split fixed "
                      "(NFE = order x steps) | fast (DPM-Solver-fast, NFE = steps)")
 register_sampler("dpmpp_2m", dpmpp_2m, options={"lower_order_final": True, "solver_type": "midpoint"},

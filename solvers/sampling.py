@@ -59,6 +59,13 @@ class SamplerSpec:
     options: Mapping[str, Any]
     schedule: Optional[str]
     doc: str
+    grid_steps: Optional[Callable[..., int]] = None
+
+    def grid_intervals(self, opts: Mapping[str, Any]) -> int:
+        """Intervals of the time grid for the resolved options: `steps`, or `grid_steps(**options)`."""
+        if self.grid_steps is None:
+            return opts["steps"]
+        return self.grid_steps(**{k: v for k, v in opts.items() if k not in ("schedule", "rho")})
 
     @property
     def fixed_grid(self) -> bool:
@@ -71,7 +78,7 @@ SAMPLERS: Mapping[str, SamplerSpec] = MappingProxyType(_REGISTRY)
 
 
 def register_sampler(name: str, fn: Callable, *, options: dict, schedule: Optional[str] = "uniform",
-                     doc: str = "") -> SamplerSpec:
+                     doc: str = "", grid_steps: Optional[Callable[..., int]] = None) -> SamplerSpec:
     """Add a sampler to `sample()` under `name`.
 
     Args:
@@ -85,6 +92,9 @@ def register_sampler(name: str, fn: Callable, *, options: dict, schedule: Option
         schedule: the default time grid of a fixed-grid sampler (one of
                   `solvers.schedules.SCHEDULES`), or None for a self-stepping sampler.
         doc:      one line for listings (default: the first line of `fn.__doc__`).
+        grid_steps: optional, fixed-grid only: `grid_steps(steps=, **options) -> int`, the number
+                  of grid intervals when it is not `steps` (e.g. DPM-Solver-fast: `steps` is an NFE
+                  budget spent over fewer intervals); such a sampler also receives `steps`.
 
     Returns the `SamplerSpec`. Example (a researcher's own sampler)::
 
@@ -122,7 +132,9 @@ def register_sampler(name: str, fn: Callable, *, options: dict, schedule: Option
     if not isinstance(doc, str):
         raise ValueError(f"doc must be a string, got {type(doc).__name__}")
     doc = doc or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-    spec = SamplerSpec(name, fn, MappingProxyType(opts), schedule, doc)
+    if grid_steps is not None and (schedule is None or not callable(grid_steps)):
+        raise ValueError(f"grid_steps of sampler {name!r} must be a callable, for a fixed-grid sampler only")
+    spec = SamplerSpec(name, fn, MappingProxyType(opts), schedule, doc, grid_steps)
     _REGISTRY[name] = spec
     return spec
 
@@ -206,13 +218,15 @@ def sample(sde, score_fn, shape, sampler: str = "euler_maruyama", *, eps: Option
         from .schedules import SCHEDULES, time_grid
         check_choice("schedule", opts["schedule"], SCHEDULES)
         opts["rho"] = check_positive("rho", opts["rho"])
-        ts = time_grid(sde, opts["steps"], schedule=opts["schedule"], eps=eps, rho=opts["rho"],
+        ts = time_grid(sde, spec.grid_intervals(opts), schedule=opts["schedule"], eps=eps, rho=opts["rho"],
                        dtype=dtype, device=device)
 
     counted = CountedScore(score_fn)
     noise = NoiseSource(shape, dtype, device, generator=generator, seeds=seeds)
     info = SampleInfo(sampler=sampler, options={"eps": eps, "denoise": denoise, **opts})
     kwargs = {k: v for k, v in opts.items() if not (spec.fixed_grid and k in GRID_OPTIONS)}
+    if spec.grid_steps is not None:
+        kwargs["steps"] = opts["steps"]
     with Timer() as timer, torch.no_grad():
         x = noise.prior(sde) if x_T is None else x_T.to(dtype=dtype, device=device).clone()
         if spec.fixed_grid:

@@ -30,6 +30,7 @@ def test_registered_on_the_logsnr_grid():
 
 # ---- closed form: a point mass makes every one of them exact --------------------------------
 POINT_CASES = [("dpm_solver", dict(order=1)), ("dpm_solver", dict(order=2)), ("dpm_solver", dict(order=3)),
+               ("dpm_solver", dict(order=3, split="fast")),
                ("dpmpp_2m", {}), ("dpmpp_3m", {}), ("dpmpp_2m_sde", dict(eta=0.0)),
                ("unipc", dict(order=1)), ("unipc", dict(order=2, variant="bh1")), ("unipc", dict(order=3))]
 
@@ -270,17 +271,18 @@ def test_fast_orders_as_the_official_code(nfe, order, want):
     assert fast_orders(nfe, order) == want and sum(want) == nfe
 
 
-@pytest.mark.parametrize("nfe", [9, 10, 20])
-def test_fast_split_spends_the_budget(nfe, gm4):
-    """split="fast": steps is the NFE budget, one callback per grid interval (stage estimates at
-    the inner points), and a point mass is still reproduced exactly."""
+@pytest.mark.parametrize("nfe,K", [(9, 4), (10, 4), (20, 7)])
+def test_fast_split_spends_the_budget(nfe, K, gm4):
+    """split="fast": steps is the NFE budget, spent over K = nfe // 3 + 1 grid intervals (one
+    callback each); the fixed split at the same grid spends 3 per interval."""
     sde = VPSDE()
     x, info = sample(sde, gm4.score_fn(sde), (6, 4), "dpm_solver", steps=nfe, split="fast", return_trajectory=True,
                      generator=torch.Generator().manual_seed(0))
-    assert info.nfe == nfe and info.trajectory.shape[0] == nfe + 1
-    assert torch.equal(info.trajectory[-1], x)
-    fixed, info3 = sample(sde, gm4.score_fn(sde), (6, 4), "dpm_solver", steps=3, generator=torch.Generator().manual_seed(0))
-    assert info3.nfe == 9 and not torch.allclose(fixed, x)
+    assert info.nfe == nfe and info.steps == K and info.trajectory.shape[0] == K + 1
+    assert torch.equal(info.trajectory[-1], x) and info.options["steps"] == nfe
+    fixed, info3 = sample(sde, gm4.score_fn(sde), (6, 4), "dpm_solver", steps=K, generator=torch.Generator().manual_seed(0),
+                          return_trajectory=True)
+    assert info3.nfe == 3 * K and torch.equal(info3.times, info.times) and not torch.allclose(fixed, x)
 
 
 def test_lower_order_final_thresholds():

@@ -47,6 +47,7 @@ import torch
 from models.analytic import make_mixture
 from sde_lib import VPSDE
 from solvers import NoiseSource
+from solvers.dpm_solver import fast_orders
 from solvers.schedules import time_grid
 
 B, D, K = 200, 3, 3
@@ -94,6 +95,12 @@ def add(row_id, ref, tol, grid, x, nfe, sampler, options, denoise=False, seed=No
     print(f"{row_id:42s} nfe={nfe:3d} |x|max={x.abs().max().item():.3f}", flush=True)
 
 
+def step_starts(call_times, nfe, order=3):
+    """The times DPM-Solver-fast's steps start at, from the times of its model calls."""
+    idx = np.cumsum([0] + fast_orders(nfe, order)[:-1])
+    return [call_times[i] for i in idx]
+
+
 def load(path, name, patch=None):
     src = Path(path).read_text()
     if patch:
@@ -132,13 +139,11 @@ def official_dpm_solver(refsrc):
         outer = c.times[::order] + [EPS]
         add(f"dpm_solver_fixed_o{order}_nfe12", ref, 1e-9, outer, x, c.nfe, "dpm_solver",
             dict(order=order, split="fixed"), api=dict(steps=12 // order, schedule="logsnr"))
-    # DPM-Solver-fast ('singlestep'): stage grid = the times of the model calls
-    for nfe, skip, order in ((10, "logSNR", 3), (20, "logSNR", 3), (9, "logSNR", 3), (10, "time_uniform", 3),
-                             (9, "time_uniform", 2)):
-        x, c = run(dpm, "dpmsolver", steps=nfe, order=order, skip_type=skip, method="singlestep")
-        api = dict(steps=nfe, schedule="uniform") if skip == "time_uniform" else None
-        add(f"dpm_solver_fast_o{order}_{skip}_nfe{nfe}", ref, 1e-9, c.times + [EPS], x, c.nfe, "dpm_solver",
-            dict(order=order, split="fast"), api=api)
+    # DPM-Solver-fast ('singlestep'), logSNR grid: K equal lambda-steps; the grid is the step starts
+    for nfe in (9, 10, 20):
+        x, c = run(dpm, "dpmsolver", steps=nfe, order=3, skip_type="logSNR", method="singlestep")
+        add(f"dpm_solver_fast_o3_logsnr_nfe{nfe}", ref, 1e-9, step_starts(c.times, nfe) + [EPS], x, c.nfe,
+            "dpm_solver", dict(order=3, split="fast"), api=dict(steps=nfe, schedule="logsnr"))
     # multistep DPM-Solver++ (2M, 3M), official thresholds (lower order final below 10 steps)
     for order, steps, skip, extra in ((2, 8, "logSNR", {}), (2, 12, "logSNR", {}), (3, 8, "logSNR", {}),
                                       (3, 12, "logSNR", {}), (2, 20, "time_uniform", {}),
@@ -253,7 +258,7 @@ def k_diffusion(version):
     for row_id, fn, kw, seed, name, opts, schedule in cases:
         ts, x, c = run(fn, schedule, 12, seed=seed, **kw)
         add(row_id, ref, 1e-9, ts, x, c.nfe, name, opts, seed=seed, api=dict(steps=12, schedule=schedule))
-    # DPM-Solver-fast: k-diffusion's own grid (equal steps in log sigma); stage grid from the calls
+    # DPM-Solver-fast: k-diffusion's own grid (equal steps in log sigma = lambda)
     for nfe in (10, 20):
         sig = SDE.edm_sigma(torch.tensor([1.0, EPS], dtype=torch.float64))
         c = Counter()
@@ -266,8 +271,8 @@ def k_diffusion(version):
             return (x + (s * s)[:, None] * SCORE(x, t)) / m[:, None]
         m_T, m_e = mt_st(torch.tensor([1.0, EPS], dtype=torch.float64))[0]
         xh = kd.sample_dpm_fast(denoiser, X_T.clone() / m_T, float(sig[1]), float(sig[0]), nfe, disable=True)
-        add(f"kd_dpm_fast_nfe{nfe}", ref, 1e-9, c.times + [EPS], m_e * xh, c.nfe, "dpm_solver",
-            dict(order=3, split="fast"))
+        add(f"kd_dpm_fast_nfe{nfe}", ref, 1e-9, step_starts(c.times, nfe) + [EPS], m_e * xh, c.nfe, "dpm_solver",
+            dict(order=3, split="fast"), api=dict(steps=nfe, schedule="logsnr"))
 
 
 # ---- diffusers ----------------------------------------------------------------------------------
@@ -314,6 +319,12 @@ def diffusers_rows(version):
             opts["variant"] = "reference"
         add(f"diffusers_dpmsolver_multistep_o{order}_s12", ref + " DPMSolverMultistepScheduler", 1e-5, grid, x,
             c.nfe, name, opts)
+    # its default final_sigmas_type="zero": the last step is first order to sigma = 0, i.e. x0_hat at the
+    # last timestep = denoise=True on the grid without its final point (2M: no other lowered step)
+    sch = diffusers.DPMSolverMultistepScheduler(**common, solver_order=2, algorithm_type="dpmsolver++")
+    x, c = run(sch, 12, from_sigmas)
+    add("diffusers_dpmsolver_multistep_o2_s12_zero", ref + " DPMSolverMultistepScheduler", 1e-5,
+        t_of_sigma(sch.sigmas[:-1]), x, c.nfe, "dpmpp_2m", dict(lower_order_final=False), denoise=True)
     for order in (2, 3):
         sch = diffusers.UniPCMultistepScheduler(**common, solver_order=order, solver_type="bh2",
                                                 final_sigmas_type="sigma_min")
