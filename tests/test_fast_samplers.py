@@ -294,3 +294,21 @@ def test_lower_order_final_thresholds():
     assert _step_orders(12, 3, 10) == [1, 2] + [3] * 10
     assert _step_orders(30, 3, math.inf)[-3:] == [3, 2, 1]
     assert _step_orders(30, 3, 0)[-3:] == [3, 3, 3]
+
+
+def test_grid_steps_hook():
+    """The registry's grid_steps hook: fixed-grid samplers only, a callable; dpm_solver's fast split
+    refuses a grid that does not fit its budget."""
+    from solvers import register_sampler
+    from solvers.dpm_solver import dpm_solver
+    fn = lambda sde, score, x, ts, noise, callback: x
+    with pytest.raises(ValueError, match="grid_steps"):
+        register_sampler("gs_selfstep", fn, options={}, schedule=None, grid_steps=lambda **o: 1)
+    with pytest.raises(ValueError, match="grid_steps"):
+        register_sampler("gs_notcallable", fn, options={}, schedule="uniform", grid_steps=3)
+    assert "gs_selfstep" not in SAMPLERS and "gs_notcallable" not in SAMPLERS
+    sde = VPSDE()
+    ts = torch.linspace(1.0, sde.eps, 6, dtype=torch.float64)
+    with pytest.raises(ValueError, match="takes 4 grid intervals, got a grid of 5"):
+        dpm_solver(sde, lambda x, t: -x, torch.zeros(2, 2, dtype=torch.float64), ts, None, lambda i, x: None,
+                   order=3, split="fast", steps=10)
