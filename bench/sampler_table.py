@@ -103,7 +103,8 @@ def goldens():
         x, nfe = T.run_on_grid(row, ts)
         out.append(dict(id=row["id"], reference=row["reference"], sampler=row["sampler"], options=row["options"],
                         resolved=resolved(row["sampler"], row["options"]), nfe=nfe, nfe_reference=row["nfe"],
-                        tol=row["tol"], rel=T.rel_err(x, gold), abs=(x - gold).abs().max().item()))
+                        tol=row["tol"], denoise=row["denoise"], seed=row["seed"], rel=T.rel_err(x, gold),
+                        abs=(x - gold).abs().max().item()))
     return out
 
 
@@ -304,6 +305,8 @@ def markdown(res):
           "|---|---|---|---|---|---|"]
     for p in res["goldens"]:
         o = ", ".join(f"{k}={v!r}" for k, v in p["options"].items())
+        o += " + denoise=True" if p.get("denoise") else ""
+        o += f" + noise seed {p['seed']}" if p.get("seed") is not None else ""
         L.append(f"| {p['id']} | {p['reference']} | `{p['sampler']}({o})` | {p['nfe']} | {p['rel']:.1e} | "
                  f"{p['abs']:.1e} |")
     q = res["three_m"]
@@ -375,7 +378,7 @@ def markdown(res):
           "scoresde default |", "|---|---|---|---|---|---|---|",
           "| last steps at lower order | `lower_order_final` (True, False, N: below N steps, or a name) | "
           "`\"dpm_solver\"` (below 10 steps) | `\"unipc\"` (always) | `\"k_diffusion\"` (never; only a final "
-          "step to sigma = 0) | `\"diffusers\"` (below 15; its UniPC: always) | True (below 15) |",
+          "step to sigma = 0) | `\"diffusers\"` (DPMSolverMultistep: below 15), `\"diffusers_unipc\"` (UniPCMultistep: always) | True (below 15) |",
           "| second-order steps of 2M/3M | `solver_type` | `midpoint` (its 'dpmsolver'; 'taylor' too) | – | "
           "`taylor` in 3M (`sample_dpmpp_3m_sde`), midpoint in 2M; 2M SDE 'heun' = `taylor` | `midpoint` | "
           "`midpoint` |",

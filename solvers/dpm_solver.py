@@ -63,10 +63,12 @@ def _check_choice(name, value, valid):
 
 
 #: `lower_order_final` thresholds of the references: with fewer steps than this, the last steps
-#: drop to lower orders (the last one to first order). `True` is scoresde's (= diffusers');
-#: the official DPM-Solver code uses 10; the official UniPC code always does it; k-diffusion never
-#: does (it has no such option; only its final step to sigma = 0 is first order).
-LOWER_ORDER_FINAL = {"scoresde": 15, "diffusers": 15, "dpm_solver": 10, "unipc": math.inf, "k_diffusion": 0}
+#: drop to lower orders (the last one to first order). `True` is scoresde's (= diffusers'
+#: DPMSolverMultistepScheduler); the official DPM-Solver code uses 10; the official UniPC code and
+#: diffusers' UniPCMultistepScheduler always do it; k-diffusion never does (it has no such option;
+#: only its final step to sigma = 0 is first order).
+LOWER_ORDER_FINAL = {"scoresde": 15, "diffusers": 15, "dpm_solver": 10, "unipc": math.inf, "diffusers_unipc": math.inf,
+                     "k_diffusion": 0}
 
 
 def lower_order_threshold(value) -> float:

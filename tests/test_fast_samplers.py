@@ -289,7 +289,8 @@ def test_lower_order_final_thresholds():
     from solvers.dpm_solver import LOWER_ORDER_FINAL, _step_orders, lower_order_threshold
     assert lower_order_threshold(True) == 15 and lower_order_threshold(False) == 0
     assert lower_order_threshold("dpm_solver") == 10 and lower_order_threshold("unipc") == math.inf
-    assert set(LOWER_ORDER_FINAL) >= {"scoresde", "diffusers", "dpm_solver", "unipc", "k_diffusion"}
+    assert set(LOWER_ORDER_FINAL) >= {"scoresde", "diffusers", "dpm_solver", "unipc", "diffusers_unipc", "k_diffusion"}
+    assert lower_order_threshold("diffusers_unipc") == math.inf and lower_order_threshold("k_diffusion") == 0
     assert _step_orders(12, 3, 15) == [1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 2, 1]
     assert _step_orders(12, 3, 10) == [1, 2] + [3] * 10
     assert _step_orders(30, 3, math.inf)[-3:] == [3, 2, 1]

@@ -331,12 +331,22 @@ def diffusers_rows(version):
         x, c = run(sch, 12, from_sigmas)
         add(f"diffusers_unipc_o{order}_s12", ref + " UniPCMultistepScheduler", 1e-5,
             t_of_sigma(sch.sigmas), x, c.nfe, "unipc",
-            dict(order=order, variant="bh2", lower_order_final="unipc"))
+            dict(order=order, variant="bh2", lower_order_final="diffusers_unipc"))
     # DDIM steps t -> t - N // steps: consistent on its "leading" grid; steps_offset=1 ends at t = 1/N
     sch = diffusers.DDIMScheduler(**common, set_alpha_to_one=False, clip_sample=False, timestep_spacing="leading", steps_offset=1)
     x, c = run(sch, 12, lambda s, i, t_: t_of_ac(s.alphas_cumprod[int(t_)].double()))
     grid = torch.cat([t_of_ac(sch.alphas_cumprod[sch.timesteps.long()].double()), t_of_ac(sch.alphas_cumprod[0])])
     add("diffusers_ddim_s12", ref + " DDIMScheduler", 1e-5, grid, x, c.nfe, "ddim", dict(eta=0.0))
+    # eta = 1 on scoresde's noise stream (diffusers' `variance_noise`)
+    noise = NoiseSource((B, D), torch.float64, "cpu", generator=torch.Generator().manual_seed(14))
+    sch.set_timesteps(12)
+    c, x = Counter(), X_T.clone()
+    for ts_ in sch.timesteps:
+        t = t_of_ac(sch.alphas_cumprod[int(ts_)].double()).expand(B)
+        c(t)
+        eps = -mt_st(t)[1][:, None] * SCORE(x, t)
+        x = sch.step(eps, ts_, x, eta=1.0, variance_noise=noise.randn()).prev_sample.double()
+    add("diffusers_ddim_eta1_s12", ref + " DDIMScheduler", 1e-5, grid, x, c.nfe, "ddim", dict(eta=1.0), seed=14)
 
 
 def main():
