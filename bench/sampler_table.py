@@ -305,9 +305,9 @@ def markdown(res):
           "|---|---|---|---|---|---|"]
     for p in res["goldens"]:
         o = ", ".join(f"{k}={v!r}" for k, v in p["options"].items())
-        o += " + denoise=True" if p.get("denoise") else ""
-        o += f" + noise seed {p['seed']}" if p.get("seed") is not None else ""
-        L.append(f"| {p['id']} | {p['reference']} | `{p['sampler']}({o})` | {p['nfe']} | {p['rel']:.1e} | "
+        extra = (", `denoise=True`" if p.get("denoise") else "") + (
+            f", noise seed {p['seed']}" if p.get("seed") is not None else "")
+        L.append(f"| {p['id']} | {p['reference']} | `{p['sampler']}({o})`{extra} | {p['nfe']} | {p['rel']:.1e} | "
                  f"{p['abs']:.1e} |")
     q = res["three_m"]
     L += ["", "## DPM-Solver++(3M): two forms, and the default", "",
