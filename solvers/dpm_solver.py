@@ -159,7 +159,7 @@ def _grid_steps(steps, order, split, **_):
     return len(fast_orders(steps, order)) if _check_choice("split", split, SPLITS) == "fast" else steps
 
 
-def dpm_solver(sde, score, x, ts, noise, callback, *, order, split, steps):
+def dpm_solver(sde, score, x, ts, noise, callback, *, order, split, steps=None):
     """DPM-Solver, singlestep, noise prediction (Lu et al. 2022, Algorithms 1-2), order 1|2|3.
 
     One step u -> t (h = lambda_t - lambda_u) of order k evaluates eps_hat = -s score at u and
@@ -171,16 +171,18 @@ def dpm_solver(sde, score, x, ts, noise, callback, *, order, split, steps):
     split="fast": DPM-Solver-fast (Lu et al. 2022, Sec. 3.3; the official code's 'singlestep'
     method): `steps` is the NFE budget, spent by K = len(fast_orders(steps, order)) steps of
     orders 3,...,3 then 2,1 | 1 | 2 on a grid of K intervals (order 3: K = steps // 3 + 1):
-    NFE = steps, info.steps = K. On the "logsnr" grid this is the official code's logSNR run
-    and k-diffusion's `sample_dpm_fast` (equal lambda-steps). (The official code's
-    time-uniform run instead groups an NFE-point uniform grid into steps of 3, 3, ..., 2, 1
-    intervals; not offered.)
+    NFE = steps, info.steps = K (`sample()` passes `steps`; a direct call on a grid must too).
+    On the "logsnr" grid this is the official code's logSNR run and k-diffusion's
+    `sample_dpm_fast` (equal lambda-steps). (The official code's time-uniform run instead
+    groups an NFE-point uniform grid into steps of 3, 3, ..., 2, 1 intervals; not offered.)
     """
     order = _check_order(order, (1, 2, 3))
     split = _check_choice("split", split, SPLITS)
     B = x.shape[0]
     grid = _coeffs(sde, ts)
     n = len(grid) - 1
+    if split == "fast" and steps is None:
+        raise ValueError("split='fast' needs steps, its NFE budget")
     orders = fast_orders(steps, order) if split == "fast" else [order] * n
     if len(orders) != n:
         raise ValueError(f"split='fast' with steps={steps} takes {len(orders)} grid intervals, got a grid of {n}")
