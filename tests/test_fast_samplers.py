@@ -280,8 +280,8 @@ def test_fast_split_spends_the_budget(nfe, K, gm4):
                      generator=torch.Generator().manual_seed(0))
     assert info.nfe == nfe and info.steps == K and info.trajectory.shape[0] == K + 1
     assert torch.equal(info.trajectory[-1], x) and info.options["steps"] == nfe
-    fixed, info3 = sample(sde, gm4.score_fn(sde), (6, 4), "dpm_solver", steps=K, generator=torch.Generator().manual_seed(0),
-                          return_trajectory=True)
+    fixed, info3 = sample(sde, gm4.score_fn(sde), (6, 4), "dpm_solver", steps=K, return_trajectory=True,
+                          generator=torch.Generator().manual_seed(0))
     assert info3.nfe == 3 * K and torch.equal(info3.times, info.times) and not torch.allclose(fixed, x)
 
 

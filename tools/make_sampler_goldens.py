@@ -36,7 +36,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import math
 import sys
 import types
 from pathlib import Path
@@ -246,7 +245,8 @@ def k_diffusion(version):
         ("kd_euler_ancestral_karras_s12", kd.sample_euler_ancestral, {}, 7, "euler_ancestral", {}, "karras"),
         ("kd_dpmpp_2m_logsnr_s12", kd.sample_dpmpp_2m, {}, None, "dpmpp_2m",
          dict(lower_order_final="k_diffusion"), "logsnr"),
-        ("kd_dpmpp_3m_eta0_logsnr_s12", kd.sample_dpmpp_3m_sde, dict(eta=0.0, noise_sampler=lambda *a: None), None, "dpmpp_3m",
+        ("kd_dpmpp_3m_eta0_logsnr_s12", kd.sample_dpmpp_3m_sde, dict(eta=0.0, noise_sampler=lambda *a: None), None,
+         "dpmpp_3m",
          dict(variant="reference", solver_type="taylor", lower_order_final="k_diffusion"), "logsnr"),
         ("kd_dpmpp_2m_sde_logsnr_s12", kd.sample_dpmpp_2m_sde, dict(eta=1.0), 11, "dpmpp_2m_sde",
          dict(eta=1.0, lower_order_final="k_diffusion"), "logsnr"),
@@ -333,7 +333,8 @@ def diffusers_rows(version):
             t_of_sigma(sch.sigmas), x, c.nfe, "unipc",
             dict(order=order, variant="bh2", lower_order_final="diffusers_unipc"))
     # DDIM steps t -> t - N // steps: consistent on its "leading" grid; steps_offset=1 ends at t = 1/N
-    sch = diffusers.DDIMScheduler(**common, set_alpha_to_one=False, clip_sample=False, timestep_spacing="leading", steps_offset=1)
+    sch = diffusers.DDIMScheduler(**common, set_alpha_to_one=False, clip_sample=False, timestep_spacing="leading",
+                                  steps_offset=1)
     x, c = run(sch, 12, lambda s, i, t_: t_of_ac(s.alphas_cumprod[int(t_)].double()))
     grid = torch.cat([t_of_ac(sch.alphas_cumprod[sch.timesteps.long()].double()), t_of_ac(sch.alphas_cumprod[0])])
     add("diffusers_ddim_s12", ref + " DDIMScheduler", 1e-5, grid, x, c.nfe, "ddim", dict(eta=0.0))
