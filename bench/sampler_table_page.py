@@ -24,7 +24,7 @@ def markdown(res):
          "sampler reproduces on the same score, x_T and grid (golden endpoints in "
          "`tests/data/sampler_goldens.npz`, made by `tools/make_sampler_goldens.py`, checked by "
          "`tests/test_sampler_goldens.py`), with the largest relative difference found.", "",
-         "| sampler | paper | default grid | NFE per step (+ fixed extra) | order, theory | order, measured | "
+         "| sampler | paper | default grid | NFE per step (+ warm-up/extra) | order, theory | order, measured | "
          "matches (max rel. diff.) | stochastic | batch-invariant |",
          "|---|---|---|---|---|---|---|---|---|"]
     for r in res["table"]:
@@ -37,7 +37,9 @@ def markdown(res):
           "(tol 1e-10), VP SDE, a smooth 2-D two-component mixture; only for deterministic fixed-grid "
           "samplers. Batch-invariant: with per-sample `seeds`, sample 3 of a batch of 6 equals it drawn "
           "alone to 1e-12 (the adaptive `ode` shares one step-size controller over the batch). "
-          "NFE: `dpm_solver(split=fast)` takes `steps` as its NFE budget; `+1` is torchsde's shape check.", ""]
+          "NFE: every sampler's NFE is linear in `steps`, per step as shown plus the fixed extra (`+1`: torchsde's "
+          "shape check); `dpm_solver(split=fast)` takes `steps` as its NFE budget. Warm-up: the multistep samplers "
+          "(`dpmpp_*`, `unipc`) start at orders 1, 2, ... from their own history, at no extra NFE.", ""]
     L += ["## Agreement with the official implementations", "",
           "Each pair: the reference run by `tools/make_sampler_goldens.py` (float64 where the reference allows; "
           "diffusers steps in float32) and scoresde's sampler re-run here on the stored grid, from the same 200 "
