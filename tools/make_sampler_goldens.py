@@ -10,11 +10,10 @@ that must reproduce it (to 1e-9 relative; 1e-5 for diffusers, which steps in flo
 
 Not run in CI, and no reference code is kept in this repository. To regenerate:
 
-1. The official single files (read-only mirrors of the public repositories):
+1. The official single files, from clones of the public GitHub repositories:
        LuChengTHU/dpm-solver   dpm_solver_pytorch.py   -> REFSRC/dpm_solver_pytorch.py
        wl-zhao/UniPC           uni_pc.py               -> REFSRC/uni_pc.py
-   e.g. `git clone --depth 1 https://github.com/LuChengTHU/dpm-solver` (or `git show HEAD:path`
-   on a mirror) and copy the file.
+   e.g. `git --git-dir=CLONE/.git show HEAD:dpm_solver_pytorch.py > REFSRC/dpm_solver_pytorch.py`.
 2. k-diffusion and diffusers in a throwaway venv outside the repository:
        python -m venv --system-site-packages /tmp/refvenv
        /tmp/refvenv/bin/pip install --no-deps k-diffusion==0.1.1.post1 diffusers==0.42.1 \\
@@ -26,8 +25,8 @@ Not run in CI, and no reference code is kept in this repository. To regenerate:
 3. From the repository root:
        PYTHONPATH=. /tmp/refvenv/bin/python tools/make_sampler_goldens.py --refsrc REFSRC
 
-Versions used for the committed file: dpm-solver and UniPC at their mirrors' HEAD (Dec 2026),
-k-diffusion 0.1.1.post1, diffusers 0.42.1.
+Versions used for the committed file: dpm-solver at commit 52bc3fbcd5de, UniPC at commit cf9de85bf2ed,
+k-diffusion 0.1.1.post1, diffusers 0.42.1. Regenerating gives the same arrays bit for bit.
 """
 from __future__ import annotations
 
