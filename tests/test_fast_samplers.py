@@ -6,7 +6,8 @@ import torch
 
 from models.analytic import GaussianMixture, make_mixture
 from sde_lib import VESDE, VPSDE, subVPSDE
-from solvers import SAMPLERS, CountedScore, sample
+from solvers import SAMPLERS, CountedScore, register_sampler, sample
+from solvers.dpm_solver import LOWER_ORDER_FINAL, _step_orders, dpm_solver, fast_orders, lower_order_threshold
 from solvers.metrics import component_tv, convergence_order, dlogp, moment_errors, pathwise_rms, reference_flow
 
 from test_solvers_helpers import assert_matches_mixture
@@ -267,7 +268,6 @@ def test_issue_goal_24d_mixture(sde_name):
     (5, 1, [1] * 5)])
 def test_fast_orders_as_the_official_code(nfe, order, want):
     """The official 'singlestep' split (DPM-Solver-fast): K = nfe // 3 + 1 steps for order 3."""
-    from solvers.dpm_solver import fast_orders
     assert fast_orders(nfe, order) == want and sum(want) == nfe
 
 
@@ -286,7 +286,6 @@ def test_fast_split_spends_the_budget(nfe, K, gm4):
 
 
 def test_lower_order_final_thresholds():
-    from solvers.dpm_solver import LOWER_ORDER_FINAL, _step_orders, lower_order_threshold
     assert lower_order_threshold(True) == 15 and lower_order_threshold(False) == 0
     assert lower_order_threshold("dpm_solver") == 10 and lower_order_threshold("unipc") == math.inf
     assert set(LOWER_ORDER_FINAL) >= {"scoresde", "diffusers", "dpm_solver", "unipc", "diffusers_unipc", "k_diffusion"}
@@ -300,8 +299,6 @@ def test_lower_order_final_thresholds():
 def test_grid_steps_hook():
     """The registry's grid_steps hook: fixed-grid samplers only, a callable; dpm_solver's fast split
     refuses a grid that does not fit its budget."""
-    from solvers import register_sampler
-    from solvers.dpm_solver import dpm_solver
     fn = lambda sde, score, x, ts, noise, callback: x
     with pytest.raises(ValueError, match="grid_steps"):
         register_sampler("gs_selfstep", fn, options={}, schedule=None, grid_steps=lambda **o: 1)
