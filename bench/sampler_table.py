@@ -8,7 +8,9 @@ For each registered sampler (with its default options) and a few named variants:
   order           in theory, and measured: minus the slope of log(pathwise RMS error) against
                   log(steps) at 16, 32, 64 steps (NFE 48, 96, 192 for DPM-Solver-fast) from the same
                   200 x_T against a float64 dopri8 solution (tol 1e-10), VP SDE, a smooth 2-D
-                  mixture (two overlapping components); deterministic fixed-grid samplers only
+                  mixture (two overlapping components), for the deterministic fixed-grid samplers;
+                  for the stochastic ones the weak order: the error of the mean and variance on
+                  1-D Gaussian data against the exact marginal (200k samples)
   stochastic      two noise generators from the same x_T give different endpoints
   batch-invariant sample i of a batch of 6 (per-sample seeds) equals sample i drawn alone (1e-12)
   matches         the official implementations it reproduces and the largest relative difference
@@ -19,7 +21,7 @@ and three measured sections: the agreement table (every golden pair), the two fo
 DPM-Solver++(3M) (orders on VP and VE over 16-64 and 40-320 steps; pathwise error and dlogp at
 8/10/15/20 NFE on a 4-D mixture), and DPM-Solver-fast against DPM-Solver-3 at 9/10 and 18/20 NFE.
 
-    python bench/sampler_table.py          # ~1 minute on one core
+    python bench/sampler_table.py          # ~3 minutes on one core
     -> bench/results/sampler_table.json, docs/bench/sampler-table.md (text: bench/sampler_table_page.py)
     python bench/sampler_table.py --page   # only re-render the page from the JSON
 
@@ -39,7 +41,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from models.analytic import make_mixture  # noqa: E402
+from models.analytic import GaussianMixture, make_mixture  # noqa: E402
 from sde_lib import VESDE, VPSDE  # noqa: E402
 from solvers import SAMPLERS, sample  # noqa: E402
 from solvers.metrics import convergence_order, dlogp, pathwise_rms, reference_flow  # noqa: E402
@@ -153,6 +155,23 @@ def measured_order(order_problem, name, opts):
     return convergence_order(steps, errs), errs
 
 
+def weak_order(name, opts, n=200_000):
+    """Weak order of a stochastic sampler on Gaussian data N(0.5, 0.25) in 1-D under the VP SDE: the
+    error |Var(x) - Var_eps| + |mean(x) - mean_eps| against the exact marginal at eps (Monte Carlo
+    SE of the variance ~ 0.1% of it) at 16, 32, 64 steps."""
+    sde = VPSDE()
+    mu, lam = 0.5, 0.25
+    gm = GaussianMixture(torch.ones(1), torch.tensor([[mu]], dtype=torch.float64),
+                         torch.tensor([[lam]], dtype=torch.float64))
+    m, s = (v.item() for v in sde.marginal_coeffs(torch.tensor([sde.eps], dtype=torch.float64)))
+    steps, errs = [16, 32, 64], []
+    for k in steps:
+        x, _ = sample(sde, gm.score_fn(sde), (n, 1), name, steps=k, dtype=torch.float64,
+                      generator=torch.Generator().manual_seed(k), **opts)
+        errs.append(abs(x.var().item() - (m * m * lam + s * s)) + abs(x.mean().item() - m * mu))
+    return convergence_order(steps, errs), errs
+
+
 def smooth_problem(sde):
     gm = make_mixture("random", D=2, K=2, scale=0.5, std=0.5, generator=torch.Generator().manual_seed(3))
     sf = gm.score_fn(sde)
@@ -168,12 +187,14 @@ def table(pairs):
         spec = SAMPLERS[name]
         per, extra = nfe_cost(sde, sf, name, opts)
         stoch, binv = stochastic_and_batch(sde, sf, name, opts)
-        order, errs = (None, None)
+        order, errs, weak = None, None, False
         if spec.fixed_grid and not stoch:
             order, errs = measured_order(op, name, opts)
+        elif spec.fixed_grid:
+            (order, errs), weak = weak_order(name, opts), True
         m = matches(name, opts, pairs)
         out.append(dict(label=label, sampler=name, options=opts, paper=paper, grid=spec.schedule or "own",
-                        nfe_per_step=per, nfe_extra=extra, order_theory=theory, order_measured=order,
+                        nfe_per_step=per, nfe_extra=extra, order_theory=theory, order_measured=order, weak=weak,
                         errors=errs, stochastic=stoch, batch_invariant=binv, matches=m))
         print(f"{label:30s} nfe {per}/{extra} order {order} stoch {stoch} batch-inv {binv} {m}", flush=True)
     return out
