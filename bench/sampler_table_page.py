@@ -117,7 +117,11 @@ def markdown(res):
                  f"{g18['rms']:.3f} against {f18['rms']:.3f} (6 steps), {g20['rms']:.3f} at 20 NFE. ")
     L += ["", "For VE the uniform grid is the log-SNR grid (lambda is linear in t), hence equal rows. The "
           "official code's time-uniform singlestep run groups an NFE-point uniform grid into steps of 3, ..., "
-          "2, 1 intervals instead; scoresde does not offer that placement."]
+          "2, 1 intervals instead; scoresde does not offer that placement.", "",
+          "**Default: `split=\"fixed\"`.** With `\"fast\"`, `steps` is an NFE budget rather than the number "
+          "of grid intervals, so making it the default would silently change what every existing "
+          "`dpm_solver(steps=...)` run (configs, `--mode compare` budgets) computes. At equal NFE the "
+          "rows above favour `split=\"fast\"`: ask for it by name."]
     L += ["", "## Reference conventions as options", "",
           "| convention | option | official DPM-Solver | official UniPC | k-diffusion 0.1.1 | diffusers 0.42 | "
           "scoresde default |", "|---|---|---|---|---|---|---|",
