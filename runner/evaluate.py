@@ -19,8 +19,8 @@ repeat r draws its dequantisation noise and Hutchinson probes (or ELBO times) fr
 generator seeded by (eval.seed, r, b) (`batch_generators`). Under torchrun the batches are
 dealt over the ranks as in `--mode sample` (`runner.common.batches`), the per-example rows are
 gathered, and rank 0 computes the summaries and baselines and writes eval.json: the numbers are
-the same whatever the process count. (Before issue 11 one generator ran through all batches in
-order, so today's draws differ from those of earlier versions; they have the same distribution.)
+the same whatever the process count. (Earlier versions ran one generator through all batches in
+order, so today's draws differ from theirs; they have the same distribution.)
 
 Bits/dim of discrete data are those of the discrete values on the data's own
 `num_levels` (`solvers.bits_per_dim`); eval.json says which convention ("convention").
@@ -33,6 +33,11 @@ import os
 import time
 
 from .common import batches, gather, restored_score_fn, run_dir, setup
+from solvers.baselines import gaussian_fit, gaussian_logp, gaussian_not_applicable, per_pixel_categorical
+from training.data import dequantize, get_dataset, model_to_levels
+from training.distributed import all_gather_objects
+import solvers
+from configs.errors import InputError
 
 ESTIMATORS = ("ode", "elbo", "both")
 
@@ -66,21 +71,17 @@ def run_eval(config, workdir, checkpoint=None):
     import torch
     from tqdm.auto import tqdm
 
-    import solvers
-    from solvers.baselines import gaussian_fit, gaussian_logp, per_pixel_categorical
-    from training.data import dequantize, get_dataset, model_to_levels
-    from training.distributed import all_gather_objects
 
     e = config.eval
-    estimator = e.get("estimator", "ode")
+    estimator = e.estimator
     if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown eval.estimator {estimator!r}; expected one of {list(ESTIMATORS)}")
-    dtype = {"float32": torch.float32, "float64": torch.float64}[e.get("dtype", "float32")]
-    repeats = int(e.get("repeats", 1))
+        raise InputError(f"unknown eval.estimator {estimator!r}; expected one of {list(ESTIMATORS)}")
+    dtype = {"float32": torch.float32, "float64": torch.float64}[e.dtype]
+    repeats = e.repeats
     device, here = setup(config)
     sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, e.use_ema, checkpoint, device)
     model.to(dtype)
-    eps = e.get("eps", None)
+    eps = e.eps
     eps = sde.eps if eps is None else float(eps)
     ds = get_dataset(config)
     x0 = (ds.test if e.num_samples == 0 else ds.test[:e.num_samples]).to(dtype)
@@ -92,13 +93,14 @@ def run_eval(config, workdir, checkpoint=None):
             return solvers.bits_per_dim(logp, xb.shape, num_levels=L)
         return -logp / (D * math.log(2))     # continuous data: negative log-likelihood in bits/dim
 
-    progress = bool(config.training.get("progress", True)) and here.is_main
+    progress = config.training.progress and here.is_main
     runs = ["ode", "elbo"] if estimator == "both" else [estimator]
     nb = math.ceil(n / e.batch_size)
     bar = tqdm(total=repeats * nb * len(runs), desc="eval", unit="batch", disable=not progress, dynamic_ncols=True)
     res = {r: torch.empty(n, repeats, dtype=torch.float64) for r in runs}
     gauss = torch.empty(n, repeats, dtype=torch.float64)
     mu, cov = gaussian_fit(ds.train, None if L is None else 2.0 / L)
+    gauss_na = gaussian_not_applicable(ds.train.shape[0], cov, L is not None)
     nfe = {r: 0 for r in runs}
     seconds = {r: 0.0 for r in runs}
     t0 = time.time()
@@ -111,18 +113,19 @@ def run_eval(config, workdir, checkpoint=None):
                     gen, dev_gen = batch_generators(e.seed, rep, mine.start // e.batch_size, device)
                     xb = x0[mine.start:mine.stop]
                     xb = dequantize(xb, gen, num_levels=L) if L is not None else xb
-                    cols[:, 0] = to_bpd(gaussian_logp(xb, mu, cov), xb).double()
+                    if gauss_na is None:
+                        cols[:, 0] = to_bpd(gaussian_logp(xb, mu, cov), xb).double()
                     xb = xb.to(device)
                     for j, r in enumerate(runs, 1):
                         if r == "ode" and rep > 0 and reuse:
                             cols[:, j] = res["ode"][mine.start:mine.stop, 0]
                         elif r == "ode":
                             out = solvers.log_likelihood(sde, score_fn, xb, trace=e.trace,
-                                                         probes=int(e.get("probes", 1)), method=e.method,
+                                                         probes=e.probes, method=e.method,
                                                          rtol=e.rtol, atol=e.atol, eps=eps, generator=dev_gen)
                             cols[:, j] = to_bpd(out.logp, xb).double().cpu()
                         else:
-                            out = solvers.elbo(sde, score_fn, xb, n_t=int(e.get("elbo_n_t", 32)), trace=e.trace,
+                            out = solvers.elbo(sde, score_fn, xb, n_t=e.elbo_n_t, trace=e.trace,
                                                eps=eps, generator=dev_gen, chunk=max(e.batch_size, 1))
                             cols[:, j] = to_bpd(out.elbo, xb).double().cpu()
                         if not (r == "ode" and rep > 0 and reuse):
@@ -141,7 +144,7 @@ def run_eval(config, workdir, checkpoint=None):
     seconds = {r: sum(t[1][r] for t in totals) for r in runs}
 
     report = {}
-    per_example = {"ode": nfe.get("ode", 0) / max(1, repeats * nb), "elbo": int(e.get("elbo_n_t", 32))}
+    per_example = {"ode": nfe.get("ode", 0) / max(1, repeats * nb), "elbo": e.elbo_n_t}
     for r in runs:
         # nfe: batched score calls; nfe_per_example: score evaluations each example costs per repeat
         report[r] = {**_summary(res[r]), "nfe": nfe[r], "nfe_per_example": per_example[r],
@@ -152,7 +155,7 @@ def run_eval(config, workdir, checkpoint=None):
         pp = per_pixel_categorical(model_to_levels(ds.train, L), model_to_levels(x0, L), L)
         baselines["per_pixel"] = pp.mean().item()
         baselines_se["per_pixel"] = (pp.std() / math.sqrt(n)).item() if n > 1 else float("nan")
-    g = _summary(gauss)
+    g = _summary(gauss) if gauss_na is None else {"bits_per_dim": None, "stderr": None}
     baselines["gaussian"], baselines_se["gaussian"] = g["bits_per_dim"], g["stderr"]
     convention = ({"num_levels": L, "data_range": "[-1,1]", "quantity":
                    f"bits/dim of the discrete data on its own {L} levels: -log2 P(x)/D, bounded through "
@@ -162,10 +165,11 @@ def run_eval(config, workdir, checkpoint=None):
               "stderr_images": main["stderr_images"], "stderr_estimator": main["stderr_estimator"],
               "estimator": runs[0], **{r: report[r] for r in runs},
               "baselines": baselines, "baselines_stderr": baselines_se,
+              "baselines_not_applicable": {} if gauss_na is None else {"gaussian": gauss_na},
               "convention": convention, "quantity": convention["quantity"], "num_examples": n, "repeats": repeats,
-              "trace": e.trace, "probes": int(e.get("probes", 1)), "method": e.method, "rtol": e.rtol, "atol": e.atol,
+              "trace": e.trace, "probes": e.probes, "method": e.method, "rtol": e.rtol, "atol": e.atol,
               "eps": eps, "dtype": str(dtype).replace("torch.", ""),
-              "elbo_n_t": int(e.get("elbo_n_t", 32)) if "elbo" in runs else None,
+              "elbo_n_t": e.elbo_n_t if "elbo" in runs else None,
               "nfe": sum(nfe.values()), "seconds": round(time.time() - t0, 3), "use_ema": e.use_ema,
               "checkpoint": ckpt, "step": step, "dataset": ds.name, "split": "test"}
     out = os.path.join(run_dir(workdir, "eval", step, f"{estimator}-{e.trace}"), "eval.json")
@@ -183,7 +187,8 @@ def run_eval(config, workdir, checkpoint=None):
         lines.append(f"  {name:<10} {s['bits_per_dim']:.4f} +- {s['stderr']:.4f}{split} "
                      f"({s['nfe_per_example']:.0f} score evaluations per example and repeat, {s['seconds']:.1f}s)")
     for k, v in baselines.items():
-        lines.append(f"  {k:<10} {v:.4f} +- {baselines_se[k]:.4f} (baseline)")
+        lines.append(f"  {k:<10} {v:.4f} +- {baselines_se[k]:.4f} (baseline)" if v is not None else
+                     f"  {k:<10} {report['baselines_not_applicable'][k]}")
     lines.append(f"  -> {out}")
     print("\n".join(lines))
     return report

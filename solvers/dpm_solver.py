@@ -317,15 +317,16 @@ def dpmpp_2m_sde(sde, score, x, ts, noise, callback, *, eta, lower_order_final, 
 
 
 register_sampler("dpm_solver", dpm_solver, options={"order": 3, "split": "fixed"}, schedule="logsnr",
-                 grid_steps=_grid_steps,
+                 stepwise=False, grid_steps=_grid_steps,
                  doc="DPM-Solver singlestep, noise prediction (Lu et al. 2022); order 1|2|3; split fixed "
                      "(NFE = order x steps) | fast (DPM-Solver-fast, NFE = steps)")
 register_sampler("dpmpp_2m", dpmpp_2m, options={"lower_order_final": True, "solver_type": "midpoint"},
-                 schedule="logsnr", doc="DPM-Solver++(2M), multistep data prediction (Lu et al. 2022b); NFE = steps")
+                 schedule="logsnr", stepwise=False,
+                 doc="DPM-Solver++(2M), multistep data prediction (Lu et al. 2022b); NFE = steps")
 register_sampler("dpmpp_3m", dpmpp_3m, options={"variant": "reference", "lower_order_final": True,
-                                                "solver_type": "midpoint"}, schedule="logsnr",
+                                                "solver_type": "midpoint"}, schedule="logsnr", stepwise=False,
                  doc="DPM-Solver++(3M), multistep data prediction; variant reference (official code, order 2) "
                      "| taylor (order 3); NFE = steps")
 register_sampler("dpmpp_2m_sde", dpmpp_2m_sde, options={"eta": 1.0, "lower_order_final": True,
-                                                        "solver_type": "midpoint"},
+                                                        "solver_type": "midpoint"}, stepwise=False,
                  schedule="logsnr", doc="SDE-DPM-Solver++(2M) with noise amount eta (0 = dpmpp_2m); NFE = steps")

@@ -62,28 +62,37 @@ def test_digits_all_modes_tiny(tmp_path):
     assert npz["images_uint8"].shape == (4, 1, 8, 8) and npz["images_uint8"].dtype == np.uint8
     from PIL import Image
     assert Image.open(latest(wd, "samples", "samples.png")).size[0] >= 256
+    info = json.load(open(latest(wd, "samples", "sample.json")))
+    assert info["sampler"] == "ddim" and info["nfe"] == 3 + 1 and info["finite"]    # 3 steps + Tweedie
     ev = json.load(open(latest(wd, "eval", "eval.json")))
-    assert "17 levels" in ev["quantity"] and ev["bits_per_dim"] > 0
+    assert "17 levels" in ev["quantity"] and f"log2(17/2) = {math.log2(17 / 2):.4f}" in ev["quantity"]
+    assert {"ode", "elbo"} <= set(ev) and ev["num_examples"] == 4 and ev["repeats"] == 3
+    for r in ("ode", "elbo"):
+        s = ev[r]          # bits/dim of discrete data are >= 0; a 2-step model is far from the data
+        assert s["bits_per_dim"] > math.log2(17 / 2) and s["stderr"] > 0
+    assert ev["elbo"]["nfe_per_example"] == 32 and ev["ode"]["nfe_per_example"] == ev["ode"]["nfe"] / 3   # batched calls / (repeats x 1 batch)
+    assert ev["bits_per_dim"] == ev["ode"]["bits_per_dim"]
+    assert 1.0 < ev["baselines"]["per_pixel"] < ev["bits_per_dim"]      # the trained-for-2-steps model loses
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--config.sde.name=foo"], "unknown SDE name 'foo'"),
-    (["--config.model.name=resnet"], "unknown model name 'resnet'"),
-    (["--config.sampling.sampler=magic"], "unknown sampler 'magic'"),
-    (["--config.training.n_iters=-3"], "config.training.n_iters must be a non-negative int, got -3"),
+    (["--config.sde.name=foo"], "config.sde: unknown SDE name 'foo'"),
+    (["--config.model.name=resnet"], "config.model.name must be one of ['ddpmpp', 'mlp', 'ncsnpp'], got 'resnet'"),
+    (["--config.sampling.sampler=magic"], "config.sampling.sampler must be one of ['ancestral',"),
+    (["--config.training.n_iters=-3"], "config.training.n_iters must be an int >= 0, got -3"),
     (["--config.training.n_iters=abc"], "bad value 'abc' for config.training.n_iters"),
     (["--config.training.nope=1"], "unknown config field 'config.training.nope'"),
     (["--mode", "dance"], "unknown mode 'dance'"),
     (["--frobnicate"], "unrecognised argument '--frobnicate'"),
     (["--config", "/nonexistent/cfg.py"], "config file '/nonexistent/cfg.py' does not exist"),
-    (["--config.data.dataset=mnist"], "unknown data set 'mnist'"),
+    (["--config.data.dataset=mnist"], "config.data.dataset must be one of ['8gaussians',"),
     (["--config.compare.seeds=(0,)"], "needs at least 2 seeds"),
-    (["--config.compare.nfe=(1, 5)"], "config.compare.nfe must hold ints >= 2"),
-    (["--config.compare.primary_metric=fid"], "unknown config.compare.primary_metric 'fid'"),
+    (["--config.compare.nfe=(1, 5)"], "config.compare.nfe must be ints >= 2 (score evaluations), got (1, 5)"),
+    (["--config.compare.primary_metric=fid"], "config.compare.primary_metric must be one of ['component_tv',"),
     (["--config.compare.samplers=pc(predictor=ancestral, colour=red)"], "unknown option(s) ['colour'] for 'pc'"),
     (["--config.compare.samplers=pc(steps=0)"], "steps must be an int >= 1, got 0"),
-    (["--config.compare.samplers=magic(steps=3)"], "unknown sampler 'magic'"),
-    (["--config.compare.samplers=pc[steps=3]"], "bad sampler entry 'pc[steps=3]'"),
+    (["--config.compare.samplers=magic(steps=3)"], "(unknown sampler 'magic'), got 'magic(steps=3)'"),
+    (["--config.compare.samplers=pc[steps=3]"], "(bad sampler entry), got 'pc[steps=3]'"),
     (["--config.compare.samplers=ddim, ddim"], "lists an entry twice"),
 ])
 def test_bad_flags_give_one_clear_error(argv, message, capsys, tmp_path):
@@ -108,7 +117,7 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     p = subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), "--workdir", str(tmp_path),
                         "--config.sde.name=foo"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 2
-    assert p.stderr.startswith("error: unknown SDE name 'foo'") and "Traceback" not in p.stderr
+    assert p.stderr.startswith("error: config.sde: unknown SDE name 'foo'") and "Traceback" not in p.stderr
 
 
 def test_compare_study_on_a_mixture_is_resumable_and_has_references(tmp_path):
@@ -149,10 +158,16 @@ def test_compare_study_on_a_mixture_is_resumable_and_has_references(tmp_path):
     assert run.main(args + ["--mode", "compare"]) == 0            # resumed: nothing recomputed
     assert open(os.path.join(study, "compare_cells.jsonl")).read() == cells
     assert json.load(open(os.path.join(study, "compare.json")))["aggregates"] == report["aggregates"]
-    # one more seed: only its cells run
+    # one more seed: a study of its own (the first study's report is not rewritten); only its new cells run
+    first = {f: open(os.path.join(study, f), "rb").read() for f in ("compare.json", "compare.md", "compare.png")}
     assert run.main(args + ["--mode", "compare", "--config.compare.seeds=(0, 1, 2)"]) == 0
-    new_rows = open(os.path.join(study, "compare_cells.jsonl")).read().splitlines()[len(cells.splitlines()):]
+    study2 = os.path.dirname(latest(wd, "compare", "compare.json"))
+    assert study2 != study and all(open(os.path.join(study, f), "rb").read() == v for f, v in first.items())
+    log2 = open(os.path.join(study2, "compare_cells.jsonl")).read().splitlines()
+    assert log2[:len(cells.splitlines())] == cells.splitlines()                 # reused, not recomputed
+    new_rows = log2[len(cells.splitlines()):]
     assert len(new_rows) == len(rows) // 2 and all(json.loads(r)["seed"] == 2 for r in new_rows)
+    assert len(json.load(open(os.path.join(study2, "compare.json")))["rows"]) == len(rows) * 3 // 2
 
 
 def test_compare_sampler_variants_run_their_options(tmp_path):
