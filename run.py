@@ -106,6 +106,8 @@ def main(argv=None) -> int:
         if env_world().world_size > 1 and args.mode in ("train_classifier", "inpaint", "colorize"):
             raise ValueError(f"--mode {args.mode} does not shard its work over processes yet; under torchrun "
                              f"use --mode train, sample, eval, compare or all, and run {args.mode} with one process")
+        from runner.cold import check_cold_mode
+        check_cold_mode(config, args.mode)           # cold runs: sampler and modes (issue 22)
         if args.mode in ("sample", "eval", "compare"):
             from training.checkpoint import find_checkpoint
             find_checkpoint(os.path.join(args.workdir, "checkpoints"), args.checkpoint)

@@ -83,8 +83,11 @@ def validate_config(config) -> None:
         raise ValueError(f"unknown model name {config.model.name!r}; expected one of {models.model_names()}")
     if config.data.dataset not in DATASETS:
         raise ValueError(f"unknown data set {config.data.dataset!r}; expected one of {list(DATASETS)}")
-    if config.sampling.sampler not in solvers.SAMPLERS:
-        raise ValueError(f"unknown sampler {config.sampling.sampler!r}; expected one of {list(solvers.SAMPLERS)}")
+    from .cold import COLD_SAMPLER, validate_cold
+    if config.sampling.sampler not in solvers.SAMPLERS and config.sampling.sampler != COLD_SAMPLER:
+        raise ValueError(f"unknown sampler {config.sampling.sampler!r}; expected one of "
+                         f"{list(solvers.SAMPLERS) + [COLD_SAMPLER]}")
+    validate_cold(config)
     _validate_eval(config.eval)
     from training.data import declared_levels
     declared_levels(config.data)

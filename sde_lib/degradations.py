@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import torch
 
 from .base import expand_as_batch
+from .sdes import VPSDE, get_sde
 
 Tensor = torch.Tensor
 
@@ -95,6 +96,10 @@ class Degradation:
     def training_input(self, x0: Tensor, t: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
         """The degraded input a restoration network is trained on (D itself here)."""
         return self(x0, t)
+
+    def sampling_pair(self, restore: Callable[[Tensor, Tensor], Tensor]):
+        """(degrade, restore) for `solvers.cold_sample`: (D, restore) for a deterministic D."""
+        return self, restore
 
     def __repr__(self):
         return f"{type(self).__name__}(shape={self.shape})"
@@ -310,7 +315,6 @@ class GaussianNoise(Degradation):
     def __init__(self, shape, sde=None, z: Optional[Tensor] = None):
         super().__init__(shape)
         if sde is None:
-            from .sdes import VPSDE
             sde = VPSDE()
         if not hasattr(sde, "marginal_coeffs"):
             raise ValueError(f"gaussian degradation needs an SDE with marginal_coeffs, got {type(sde).__name__}")
@@ -343,8 +347,33 @@ class GaussianNoise(Degradation):
         z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
         return self.kernel(x0, t, z)
 
+    def sampling_pair(self, restore):
+        """The noise re-estimated from the state at every step (`reestimated_noise_pair`)."""
+        return reestimated_noise_pair(self.sde, restore)
+
     def __repr__(self):
         return f"GaussianNoise(shape={self.shape}, sde={type(self.sde).__name__})"
+
+
+def reestimated_noise_pair(sde, restore: Callable[[Tensor, Tensor], Tensor]):
+    """(degrade, restore') for the Gaussian kernel with the noise re-estimated from the state:
+    restore'(x, t) = x0_hat = restore(x, t), recording z_hat = (x - m(t) x0_hat) / s(t);
+    degrade(x0, t) = m(t) x0 + s(t) z_hat. Then D(x0_hat, s) = x_s, and Algorithm 2 moves to
+    m(s') x0_hat + s(s') z_hat: the DDIM (eta = 0) update (Song, Meng & Ermon 2021, eq. 12).
+    The pair keeps z_hat of the last restore call: use it for one sampling loop at a time."""
+    state = {}
+
+    def restore_and_estimate(x, t):
+        x0 = restore(x, t)
+        m, s = sde.marginal_coeffs(t)
+        state["z"] = (x - expand_as_batch(m, x) * x0) / expand_as_batch(s, x)
+        return x0
+
+    def degrade(x0, t):
+        m, s = sde.marginal_coeffs(t)
+        return expand_as_batch(m, x0) * x0 + expand_as_batch(s, x0) * state["z"]
+
+    return degrade, restore_and_estimate
 
 
 # ---- registry ---------------------------------------------------------------------------------
@@ -405,12 +434,12 @@ def get_degradation(config, sde=None) -> Optional[Degradation]:
     name = cold.get("degradation", "") if cold is not None else ""
     if not name:
         return None
-    opts = dict((cold.get("options", {}) or {}).get(name, {}) or {})
+    block = (cold.get("options", {}) or {}).get(name, {}) or {}
+    opts = dict(block.to_dict() if hasattr(block, "to_dict") else block)
     for k, v in list(opts.items()):
         if isinstance(v, list):
             opts[k] = tuple(v)
     if name == "gaussian":
-        from .sdes import get_sde
         opts["sde"] = sde if sde is not None else get_sde(config)
     shape = (config.data.num_channels, config.data.image_size, config.data.image_size)
     return make_degradation(name, shape, **opts)

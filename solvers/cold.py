@@ -27,6 +27,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from sde_lib import expand_as_batch
+from sde_lib.degradations import reestimated_noise_pair
 
 from ._common import CountedScore, SampleInfo, Timer
 
@@ -117,27 +118,14 @@ def cold_sample(degrade: Callable[[Tensor, Tensor], Tensor], restore: Callable[[
 
 
 def hot_pair(sde, score_fn):
-    """(degrade, restore) that make Algorithm 2 the DDIM (eta = 0) sampler of a score model.
-
-    restore(x, t) = x0_hat = (x + s^2 score(x, t)) / m (Tweedie) and records the noise re-estimated
-    from x, z_hat = (x - m x0_hat) / s = -s score; degrade(x0, t) = m(t) x0 + s(t) z_hat. Then
-    D(x0_hat, s) = x_s and x_{s'} = m' x0_hat + s' z_hat: DDIM's eta = 0 update. The pair keeps
-    state (z_hat of the last restore call): use it with one `cold_sample` call at a time."""
-    state = {}
-
-    def restore(x, t):
+    """(degrade, restore) that make Algorithm 2 the DDIM (eta = 0) sampler of a score model:
+    restore(x, t) = (x + s^2 score(x, t)) / m (Tweedie's posterior mean), and degrade(x0, t) =
+    m(t) x0 + s(t) z_hat with z_hat = (x_s - m x0_hat) / s = -s score re-estimated at every step
+    (`sde_lib.degradations.reestimated_noise_pair`): x_{s'} = m' x0_hat + s' z_hat, DDIM's update."""
+    def tweedie(x, t):
         m, s = sde.marginal_coeffs(t)
-        m, s = expand_as_batch(m, x), expand_as_batch(s, x)
-        sc = score_fn(x, t)
-        x0 = (x + s ** 2 * sc) / m
-        state["z"] = -s * sc
-        return x0
-
-    def degrade(x0, t):
-        m, s = sde.marginal_coeffs(t)
-        return expand_as_batch(m, x0) * x0 + expand_as_batch(s, x0) * state["z"]
-
-    return degrade, restore
+        return (x + expand_as_batch(s, x) ** 2 * score_fn(x, t)) / expand_as_batch(m, x)
+    return reestimated_noise_pair(sde, tweedie)
 
 
 class DegradedPrior:
@@ -162,9 +150,12 @@ class DegradedPrior:
         if x_T.shape[0] < components:
             raise ValueError(f"{x_T.shape[0]} degraded images cannot fit {components} mixture components")
         from sklearn.mixture import GaussianMixture as EM
+        from threadpoolctl import threadpool_limits     # (a scikit-learn dependency)
         flat = x_T.reshape(x_T.shape[0], -1).double().cpu().numpy()
-        em = EM(n_components=components, covariance_type="full", reg_covar=reg_covar, random_state=seed,
-                max_iter=200).fit(flat)
+        # one BLAS thread: small matrices, and several threads on a shared machine cost 30x (measured)
+        with threadpool_limits(1):
+            em = EM(n_components=components, covariance_type="full", reg_covar=reg_covar, random_state=seed,
+                    max_iter=200).fit(flat)
         covs = torch.as_tensor(em.covariances_, dtype=torch.float64)
         return cls(torch.as_tensor(em.weights_, dtype=torch.float64), torch.as_tensor(em.means_, dtype=torch.float64),
                    torch.linalg.cholesky(covs), tuple(x_T.shape[1:]), noise)
