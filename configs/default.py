@@ -190,7 +190,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     cold.prior_noise = 0.002     # std of the noise added to x_T (the paper's 0.001-0.004)
     # options of each degradation (only the chosen one's block is used; see sde_lib/degradations.py)
     cold.options = ml_collections.ConfigDict(dict(
-        blur=dict(sigma_max=3.0, power=1.0),
+        blur=dict(sigma_max=6.0, power=1.0),
         mask=dict(order="centre", fraction_max=1.0, fill=0.0, seed=0),
         pixelate=dict(resolutions=()),      # (): halving down to 1 pixel
         snow=dict(amount=1.0, density=0.25, white=1.0, seed=0),

@@ -128,7 +128,7 @@ class GaussianBlur(Degradation):
     name = "blur"
     generates = True
 
-    def __init__(self, shape, sigma_max: float = 3.0, power: float = 1.0):
+    def __init__(self, shape, sigma_max: float = 6.0, power: float = 1.0):
         super().__init__(shape)
         self.sigma_max = _number("blur sigma_max (the blur std sigma_blur(T))", sigma_max, 0.0, lo_open=True)
         self.power = _number("blur power (sigma_blur(t) = sigma_max (t/T)^power)", power, 0.0, lo_open=True)
@@ -445,7 +445,7 @@ def get_degradation(config, sde=None) -> Optional[Degradation]:
     return make_degradation(name, shape, **opts)
 
 
-register_degradation("blur", GaussianBlur, options={"sigma_max": 3.0, "power": 1.0},
+register_degradation("blur", GaussianBlur, options={"sigma_max": 6.0, "power": 1.0},
                      doc="cumulative Gaussian blur, sigma_blur(t) = sigma_max (t/T)^power, reflecting borders")
 register_degradation("mask", Masking, options={"order": "centre", "fraction_max": 1.0, "fill": 0.0, "seed": 0},
                      doc="pixel mask growing from the centre or in a seeded random order, masked fraction "
