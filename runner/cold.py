@@ -1,5 +1,6 @@
-"""Cold diffusion in the run directory (issue 22): the `cold` config section's checks, which
-modes a cold (restoration) run allows, its prior x_T, and the sample-mode draw.
+"""Cold diffusion in the run directory (issue 22): which modes and samplers a cold
+(restoration) run allows, its prior x_T, and the sample-mode draw. The `cold` section's field
+checks are `configs.schema.validate_cold`.
 
 A run is cold when `config.cold.degradation` names a registered degradation: `--mode train`
 trains R(D(x0, t), t) ~ x0 with the usual loop; `--mode sample` needs `sampling.sampler="cold"`
@@ -9,85 +10,44 @@ and runs `solvers.cold_sample` (cold.algorithm, cold.steps) from x_T drawn from 
 """
 from __future__ import annotations
 
-import math
+import torch
 
-COLD_SAMPLER = "cold"
-PRIORS = ("auto", "gmm", "fixed")
-ALGORITHMS = ("improved", "naive")
+import sde_lib
+from configs.errors import InputError
+from models import get_restore_fn
+from solvers import COLD_SAMPLER, DegradedPrior, cold_sample, cold_time_grid
+from training import restore_model
+from training.data import get_dataset
 
 
 def is_cold(config) -> bool:
-    return bool(config.get("cold", {}).get("degradation", ""))
-
-
-def validate_cold(config) -> None:
-    """Every field of `config.cold` and its consistency with the run (ValueError naming the value)."""
-    import sde_lib
-    c = config.get("cold", None)
-    if c is None:
-        return
-    name = c.get("degradation", "")
-    if name and name not in sde_lib.DEGRADATIONS:
-        raise ValueError(f"unknown cold.degradation {name!r}; expected '' (a score model) or one of "
-                         f"{sorted(sde_lib.DEGRADATIONS)}")
-    if c.get("loss", "l1") not in ("l1", "l2"):
-        raise ValueError(f"unknown cold.loss {c.loss!r}; expected one of ['l1', 'l2']")
-    if c.get("algorithm", "improved") not in ALGORITHMS:
-        raise ValueError(f"unknown cold.algorithm {c.algorithm!r}; expected one of {list(ALGORITHMS)}")
-    if c.get("prior", "auto") not in PRIORS:
-        raise ValueError(f"unknown cold.prior {c.prior!r}; expected one of {list(PRIORS)}")
-    for field in ("steps", "prior_components"):
-        v = c.get(field, 1)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"config.cold.{field} must be an int >= 1, got {v!r}")
-    v = c.get("prior_noise", 0.0)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"config.cold.prior_noise must be a finite number >= 0, got {v!r}")
-    if not name:
-        return
-    if config.model.name == "mlp" or config.data.dataset not in ("digits", "fashion_mnist", "folder", "array"):
-        raise ValueError(f"cold.degradation={name!r} degrades images; data.dataset={config.data.dataset!r} with "
-                         f"model.name={config.model.name!r} is not an image run")
-    try:
-        sde_lib.get_degradation(config)          # the degradation's own options and schedule domain
-    except ValueError as e:
-        raise ValueError(f"config.cold.options.{name}: {e}") from None
-    if str(config.sampling.get("class_label", "none")).lower() != "none":
-        raise ValueError(f"sampling.class_label={config.sampling.class_label!r}: class-conditional sampling needs a "
-                         f"score model; this run is cold (cold.degradation={name!r})")
-    if int(config.model.get("num_classes", 0)):
-        raise ValueError("cold restoration networks are unconditional here; set model.num_classes=0")
-    for field in ("eval_freq", "sample_freq"):
-        if config.training.get(field, 0):
-            raise ValueError(f"training.{field} monitors a score model (held-out DSM loss, sampler grids); set it "
-                             f"to 0 for a cold run (cold.degradation={name!r})")
+    return bool(config.cold.degradation)
 
 
 def check_cold_mode(config, mode: str) -> None:
     """A cold run sampled with a hot sampler, a hot run with the cold sampler, or eval/compare of a
-    cold run: ValueError before any work."""
+    cold run: InputError before any work."""
     cold = is_cold(config)
     sampler = config.sampling.sampler
     if mode in ("sample", "all"):
         if cold and sampler != COLD_SAMPLER:
-            raise ValueError(f"cold.degradation={config.cold.degradation!r} trains a restoration network, which "
+            raise InputError(f"cold.degradation={config.cold.degradation!r} trains a restoration network, which "
                              f"hot sampler {sampler!r} cannot sample (it needs a score); use "
                              f"--config.sampling.sampler={COLD_SAMPLER}")
         if not cold and sampler == COLD_SAMPLER:
-            raise ValueError(f"sampling.sampler={COLD_SAMPLER!r} needs a cold run (config.cold.degradation set at "
+            raise InputError(f"sampling.sampler={COLD_SAMPLER!r} needs a cold run (config.cold.degradation set at "
                              f"training); this run trained a score model: pick a hot sampler")
     if cold and mode in ("eval", "all", "compare"):
-        raise ValueError(f"--mode {mode} needs a score model (likelihoods, the sampler study); this run is cold "
+        raise InputError(f"--mode {mode} needs a score model (likelihoods, the sampler study); this run is cold "
                          f"(cold.degradation={config.cold.degradation!r}): use --mode sample, or "
                          f"bench/cold_digits.py for its study")
 
 
 def fit_prior(config, degradation, train):
-    """The `cold.prior` of this run: a `solvers.DegradedPrior` fitted to D(train, T) ("gmm"), or
-    the fixed x_T = D(x0, T) when D forgets x0 ("fixed"; "auto" picks it when D(x0, T) is the same
-    for the first 64 training images, else "gmm"). Both add N(0, prior_noise^2) per sample."""
-    import torch
-    from solvers import DegradedPrior
+    """(kind, prior): the `cold.prior` of this run, a `solvers.DegradedPrior` fitted to D(train, T)
+    ("gmm"), or the fixed x_T = D(x0, T) when D forgets x0 ("fixed"; "auto" picks it when
+    D(x0, T) is the same for the first 64 training images, else "gmm"). Both add
+    N(0, prior_noise^2) per sample."""
     c = config.cold
     x = train.to(torch.float64)
     gen = torch.Generator().manual_seed(config.seed + 17)      # the gaussian case draws its z
@@ -97,7 +57,7 @@ def fit_prior(config, degradation, train):
     kind = c.prior if c.prior != "auto" else ("fixed" if constant else "gmm")
     if kind == "fixed":
         if not constant:
-            raise ValueError(f"cold.prior='fixed' needs a degradation whose D(x0, T) forgets x0 (e.g. mask with "
+            raise InputError(f"cold.prior='fixed' needs a degradation whose D(x0, T) forgets x0 (e.g. mask with "
                              f"fraction_max=1); {degradation!r} does not: use cold.prior='gmm'")
         flat = xT[:1].reshape(1, -1)
         return kind, DegradedPrior(torch.ones(1, dtype=torch.float64), flat,
@@ -109,12 +69,6 @@ def fit_prior(config, degradation, train):
 def cold_drawer(config, workdir, checkpoint, device):
     """(draw(seeds) -> (x, info), model, step, checkpoint path, options) of a cold run: x_T from
     the prior with per-sample seeds, then `solvers.cold_sample` with the restored network."""
-    import torch
-    import sde_lib
-    from models import get_restore_fn
-    from solvers import cold_sample, cold_time_grid
-    from training import restore_model
-    from training.data import get_dataset
     s, c = config.sampling, config.cold
     model, step, ckpt = restore_model(config, workdir, use_ema=s.use_ema, step=checkpoint, device=device)
     degradation = sde_lib.get_degradation(config)
@@ -123,7 +77,7 @@ def cold_drawer(config, workdir, checkpoint, device):
     ts = cold_time_grid(c.steps, degradation.T, dtype=torch.float32, device=device)
     options = {"algorithm": c.algorithm, "steps": c.steps, "degradation": c.degradation, "prior": kind,
                "prior_components": c.prior_components if kind == "gmm" else 1, "prior_noise": c.prior_noise}
-    progress = bool(config.training.get("progress", True))
+    progress = bool(config.training.progress)
 
     def draw(seeds):
         xT = prior.sample(seeds, dtype=torch.float32, device=device)

@@ -25,6 +25,7 @@ import math
 from typing import Callable, Optional, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from sde_lib import expand_as_batch
 from sde_lib.degradations import reestimated_noise_pair
@@ -33,6 +34,8 @@ from ._common import CountedScore, SampleInfo, Timer
 
 Tensor = torch.Tensor
 ALGORITHMS = ("improved", "naive")
+#: The `sampling.sampler` name of a cold run (not a registered hot sampler: it samples a restoration net).
+COLD_SAMPLER = "cold"
 
 
 def cold_time_grid(steps: int, T: float = 1.0, dtype=torch.float64, device=None) -> Tensor:
@@ -89,7 +92,6 @@ def cold_sample(degrade: Callable[[Tensor, Tensor], Tensor], restore: Callable[[
     traj, x0s = ([x], []) if return_trajectory else (None, None)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
         bar = tqdm(total=steps, desc=f"cold_{algorithm}")
     info = SampleInfo(sampler=f"cold_{algorithm}", options={"algorithm": algorithm, "steps": steps})
     try:
@@ -149,8 +151,8 @@ class DegradedPrior:
             raise ValueError(f"prior noise must be a finite number >= 0, got {noise!r}")
         if x_T.shape[0] < components:
             raise ValueError(f"{x_T.shape[0]} degraded images cannot fit {components} mixture components")
-        from sklearn.mixture import GaussianMixture as EM
-        from threadpoolctl import threadpool_limits     # (a scikit-learn dependency)
+        from sklearn.mixture import GaussianMixture as EM     # (third-party, imported on use: slow to import)
+        from threadpoolctl import threadpool_limits          # (a scikit-learn dependency)
         flat = x_T.reshape(x_T.shape[0], -1).double().cpu().numpy()
         # one BLAS thread: small matrices, and several threads on a shared machine cost 30x (measured)
         with threadpool_limits(1):

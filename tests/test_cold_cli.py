@@ -55,7 +55,7 @@ def test_cold_resume_and_batch_invariant_samples(tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--config.cold.degradation=fog"], "unknown cold.degradation 'fog'"),
+    (["--config.cold.degradation=fog"], "config.cold.degradation must be one of ['', 'blur', 'gaussian', 'mask', 'pixelate', 'snow'], got 'fog'"),
     (["--config.cold.degradation=blur", "--config.cold.options.blur.sigma_max=-1.0"],
      "config.cold.options.blur: blur sigma_max (the blur std sigma_blur(T)) must be a finite number in (0.0, inf)"),
     (["--config.cold.degradation=mask", "--config.cold.options.mask.fraction_max=1.5"],
@@ -63,9 +63,9 @@ def test_cold_resume_and_batch_invariant_samples(tmp_path):
     (["--config.cold.degradation=blur", "--mode", "sample"], "hot sampler 'pc' cannot sample"),
     (["--config.sampling.sampler=cold", "--mode", "sample"], "needs a cold run"),
     (["--config.cold.degradation=blur", "--mode", "eval"], "--mode eval needs a score model"),
-    (["--config.cold.loss=l3"], "unknown cold.loss 'l3'"),
-    (["--config.cold.algorithm=fast"], "unknown cold.algorithm 'fast'"),
-    (["--config.cold.degradation=snow", "--config.training.sample_freq=10"], "training.sample_freq monitors"),
+    (["--config.cold.loss=l3"], "config.cold.loss must be one of ['l1', 'l2'], got 'l3'"),
+    (["--config.cold.algorithm=fast"], "config.cold.algorithm must be one of ['improved', 'naive'], got 'fast'"),
+    (["--config.cold.degradation=snow", "--config.training.sample_freq=10"], "config.training.sample_freq must be 0 with cold.degradation='snow'"),
 ])
 def test_bad_cold_input_gives_one_error_line_before_any_work(argv, message, capsys, tmp_path):
     wd = tmp_path / "w"
