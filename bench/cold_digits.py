@@ -42,12 +42,11 @@ TIMES = (0.1, 0.25, 0.5, 0.75, 1.0)
 NOISES = (0.0, 0.002, 0.02, 0.1)
 
 
-def model_args(name, workdir, n_iters, threads, dataset):
+def model_args(name, workdir, n_iters, threads):
+    """run.py arguments of one model: the demo config (digits, DDPM++ U-Net), hot or cold."""
     wd = os.path.join(workdir, name)
     args = ["--workdir", wd, f"--config.training.n_iters={n_iters}", f"--config.training.num_threads={threads}",
             "--config.training.progress=False", "--config.training.snapshot_freq=100"]
-    if dataset == "fashion_mnist":
-        args = ["--config", os.path.join(ROOT, "configs", "fashion_mnist_cold.py")] + args
     if name != "hot":
         args.append(f"--config.cold.degradation={name}")
     return wd, args
@@ -56,7 +55,7 @@ def model_args(name, workdir, n_iters, threads, dataset):
 def train_all(a):
     import run
     for name in ("hot",) + COLD:
-        wd, args = model_args(name, a.workdir, a.n_iters, a.threads, a.dataset)
+        wd, args = model_args(name, a.workdir, a.n_iters, a.threads)
         t0 = time.time()
         code = run.main(args + ["--mode", "train"])
         if code:
@@ -121,7 +120,7 @@ def evaluate_all(a):
     from runner.compare import gaussian_sampler
     from training.data import get_dataset
 
-    tag = "cold_digits" if a.dataset == "digits" else "cold_fashion"
+    tag = "cold_digits"
     path = a.out or os.path.join(OUT, f"{tag}.json")
     res = _load(path)
     runs = _runs(a)
@@ -341,7 +340,6 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=("train", "eval", "all"), default="all")
     p.add_argument("--workdir", default=os.path.join(ROOT, "runs", "cold_digits"))
-    p.add_argument("--dataset", choices=("digits", "fashion_mnist"), default="digits")
     p.add_argument("--n-iters", type=int, default=400)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=50)
