@@ -7,7 +7,8 @@ one restoration network per degradation (blur, centre mask, pixelate, snow; L1 l
 Measured, each with its standard error:
 1. generation: FD / KID / precision / recall / density / coverage in the project's own feature
    space (`evaluation`, the digits classifier), over seeds, beside the study's reference rows
-   (floor: train vs test; a Gaussian fitted to train). Hot: DDIM (eta = 0) with `--steps`
+   (floor: train vs test; a Gaussian fitted to train; the cold priors' 10-component mixture fitted
+   by EM to the clean train split, i.e. what the prior alone generates). Hot: DDIM (eta = 0) with `--steps`
    steps + Tweedie denoising. Cold: Algorithms 2 and 1 with `--steps` steps from x_T drawn
    from `cold.prior` (blur, pixelate, snow: a 10-component Gaussian mixture fitted to D(train, T)
    plus noise 0.002; mask: the fixed fully masked image plus noise 0.002);
@@ -21,7 +22,7 @@ Measured, each with its standard error:
 
 Usage (resumable: trained models are reused, finished parts are kept in the JSON):
 
-    python bench/cold_digits.py --part train      # 5 models, ~n_iters steps each, 1 thread
+    python bench/cold_digits.py --part train      # 5 models, 400 steps each (batch 64), 1 thread
     python bench/cold_digits.py --part eval       # -> bench/results/cold_digits.json, .md, *_grids.png
 """
 from __future__ import annotations
@@ -117,6 +118,7 @@ def evaluate_all(a):
     from evaluation import FeatureSettings, SampleEvaluator, dataset_labels, get_feature_extractor, quantise
     from models import get_restore_fn, get_score_fn
     from runner.cold import fit_prior
+    from solvers import DegradedPrior
     from runner.compare import gaussian_sampler
     from training.data import get_dataset
 
@@ -145,6 +147,8 @@ def evaluate_all(a):
                    "priors": {k: v[3] for k, v in cold.items()}}
     gen_rows = res.setdefault("generation_cells", {})
     gaussian = gaussian_sampler(ds.train)
+    # the cold priors' own generator on clean data: how far a 10-component mixture gets without any network
+    mixture = DegradedPrior.fit(ds.train.double(), cold["blur"][4].means.shape[0], 0.0, seed=config.seed)
 
     def levels(x):
         q = quantise(x.float(), ds.num_levels or 256)
@@ -155,6 +159,7 @@ def evaluate_all(a):
         gen = torch.Generator().manual_seed(1_000_003 * (seed + 1))
         cells = [("floor", lambda: (ds.train[torch.randperm(ds.train.shape[0], generator=gen)[:n]], 0)),
                  ("gaussian", lambda: (gaussian(n, gen), 0)),
+                 ("mixture (prior's EM) on train", lambda: (mixture.sample(seeds), 0)),
                  (f"hot ddim", lambda: _nfe(solvers.sample(sde, score_fn, (n, *dims), "ddim", steps=a.steps,
                                                           seeds=seeds, denoise=True, eta=0.0)))]
         for name in COLD:
@@ -167,7 +172,7 @@ def evaluate_all(a):
                 p2 = type(prior)(prior.weights, prior.means, prior.chols, prior.shape, noise)
                 cells.append((f"blur improved, prior noise {noise:g}", _cold_cell(D, R, p2, seeds, a.steps, "improved")))
         for label, fn in cells:
-            key = f"{label} | seed {seed}"
+            key = f"{label} | seed {seed} | n {n} | steps {a.steps}"
             if key in gen_rows:
                 continue
             t0 = time.perf_counter()
@@ -178,7 +183,7 @@ def evaluate_all(a):
             gen_rows[key] = row
             print(f"{key}: fd={row['fd']:.3f} distinct={row['distinct']} ({row['seconds']:.1f}s)", flush=True)
             _save(path, res)
-    res["generation"] = _aggregate(gen_rows.values())
+    res["generation"] = _aggregate(r for k, r in gen_rows.items() if k.endswith(f"| n {n} | steps {a.steps}"))
     if "restoration" not in res:
         res["restoration"] = _restoration(ds, cold, n, a.steps)
         _save(path, res)
@@ -342,7 +347,7 @@ def main(argv=None):
     p.add_argument("--workdir", default=os.path.join(ROOT, "runs", "cold_digits"))
     p.add_argument("--n-iters", type=int, default=400)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--num-samples", type=int, default=359)
     p.add_argument("--timing-repeats", type=int, default=5)
