@@ -11,7 +11,7 @@ Contract of a degradation `D` (an instance of `Degradation`):
                            fresh draw of the randomness for the Gaussian case)
 
 Every built-in degradation is affine in x0 and continuous in t. Registered degradations
-(`DEGRADATIONS`; add your own with `register_degradation`):
+(`DEGRADATIONS` in `sde_lib.degradation_registry`; add your own with `register_degradation`):
 
 | name       | D(x0, t)                                                      | schedule(t)                      |
 |------------|---------------------------------------------------------------|----------------------------------|
@@ -30,14 +30,12 @@ same thing with sigma(t_i)^2 = sum_{j <= i} k_j^2: its "Constant" routine (k_j =
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
 from .base import expand_as_batch
-from .sdes import VPSDE, get_sde
+from .sdes import VPSDE
 
 Tensor = torch.Tensor
 
@@ -374,86 +372,3 @@ def reestimated_noise_pair(sde, restore: Callable[[Tensor, Tensor], Tensor]):
         return expand_as_batch(m, x0) * x0 + expand_as_batch(s, x0) * state["z"]
 
     return degrade, restore_and_estimate
-
-
-# ---- registry ---------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DegradationSpec:
-    """A registered degradation: builder(shape, **options), its options with defaults, one line of doc."""
-    name: str
-    builder: Callable
-    options: Mapping[str, Any]
-    doc: str
-
-
-_REGISTRY: Dict[str, DegradationSpec] = {}
-#: Read-only view name -> DegradationSpec of every registered degradation.
-DEGRADATIONS: Mapping[str, DegradationSpec] = MappingProxyType(_REGISTRY)
-
-
-def register_degradation(name: str, builder: Callable, *, options: dict, doc: str = "") -> DegradationSpec:
-    """Add a degradation under `name`: `builder(shape, **options) -> Degradation`, `options` its
-    keyword options with defaults (every other option is refused by `make_degradation`)."""
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"degradation name must be an identifier string, got {name!r}")
-    if name in _REGISTRY:
-        raise ValueError(f"degradation {name!r} is already registered")
-    if not callable(builder):
-        raise ValueError(f"builder of degradation {name!r} must be callable, got {type(builder).__name__}")
-    if not isinstance(options, dict):
-        raise ValueError(f"options of degradation {name!r} must be a dict {{name: default}}, got {options!r}")
-    doc = doc or ((getattr(builder, "__doc__", "") or "").strip().splitlines() or [""])[0]
-    spec = DegradationSpec(name, builder, MappingProxyType(dict(options)), doc)
-    _REGISTRY[name] = spec
-    return spec
-
-
-def unregister_degradation(name: str) -> DegradationSpec:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown degradation {name!r}; expected one of {sorted(_REGISTRY)}")
-    return _REGISTRY.pop(name)
-
-
-def make_degradation(name: str, shape, **options) -> Degradation:
-    """The registered degradation `name` for images of `shape` (C, H, W) with `options`."""
-    spec = _REGISTRY.get(name) if isinstance(name, str) else None
-    if spec is None:
-        raise ValueError(f"unknown degradation {name!r}; expected one of {sorted(_REGISTRY)}")
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for degradation {name!r}; valid options: "
-                         f"{sorted(spec.options)}")
-    return spec.builder(shape, **{**spec.options, **options})
-
-
-def get_degradation(config, sde=None) -> Optional[Degradation]:
-    """The degradation of `config.cold` (None for a hot run: `cold.degradation` empty). Options come
-    from `config.cold.options.<name>`; the gaussian degradation takes the run's SDE."""
-    cold = config.get("cold", None)
-    name = cold.get("degradation", "") if cold is not None else ""
-    if not name:
-        return None
-    block = (cold.get("options", {}) or {}).get(name, {}) or {}
-    opts = dict(block.to_dict() if hasattr(block, "to_dict") else block)
-    for k, v in list(opts.items()):
-        if isinstance(v, list):
-            opts[k] = tuple(v)
-    if name == "gaussian":
-        opts["sde"] = sde if sde is not None else get_sde(config)
-    shape = (config.data.num_channels, config.data.image_size, config.data.image_size)
-    return make_degradation(name, shape, **opts)
-
-
-register_degradation("blur", GaussianBlur, options={"sigma_max": 6.0, "power": 1.0},
-                     doc="cumulative Gaussian blur, sigma_blur(t) = sigma_max (t/T)^power, reflecting borders")
-register_degradation("mask", Masking, options={"order": "centre", "fraction_max": 1.0, "fill": 0.0, "seed": 0},
-                     doc="pixel mask growing from the centre or in a seeded random order, masked fraction "
-                         "fraction_max t/T")
-register_degradation("pixelate", Pixelate, options={"resolutions": None},
-                     doc="pixelation down a ladder of resolutions (default: halving to 1 pixel), linear in "
-                         "between")
-register_degradation("snow", Snow, options={"amount": 1.0, "density": 0.25, "white": 1.0, "seed": 0},
-                     doc="a fixed seeded snow pattern blended in, alpha(t) = amount t/T")
-register_degradation("gaussian", GaussianNoise, options={"sde": None, "z": None},
-                     doc="the hot case m(t) x0 + s(t) z of an SDE, z fixed")
