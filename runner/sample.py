@@ -19,7 +19,8 @@ import shutil
 import time
 
 from .cold import cold_drawer, is_cold
-from .common import NpzWriter, RunFailed, batches, data_shape, gather, json_safe, restored_score_fn, run_dir, setup
+from .common import (NpzWriter, RunFailed, batches, data_shape, gather, json_safe, next_command, restored_score_fn,
+                     run_dir, setup)
 from .figures import save_image_grid, save_scatter
 from .guided import guided_score_fn, labels_for
 from training.classifier import restore_classifier
@@ -39,7 +40,7 @@ def sampler_options(config):
     return options
 
 
-def run_sample(config, workdir, checkpoint=None):
+def run_sample(config, workdir, checkpoint=None, next_hint=True):
     import numpy as np
     import torch
 
@@ -53,7 +54,7 @@ def run_sample(config, workdir, checkpoint=None):
         options = sampler_options(config)
     dims = data_shape(model)
     is_image = len(dims) == 3
-    labels, n = labels_for(config)          # class labels and guidance (issue 10)
+    labels, n = labels_for(config)          # class labels and guidance (runner/guided.py)
     per_row = s.samples_per_class if str(s.class_label).lower() == "all" else 0
     classifier = None       # restored once for all label batches (classifier / universal guidance)
     if labels is not None and s.guidance in ("classifier", "universal"):
@@ -130,5 +131,7 @@ def run_sample(config, workdir, checkpoint=None):
         json.dump(report, f, indent=2)
     print(f"sampled {n} with {s.sampler} ({report['nfe']} score evaluations per batch, {report['seconds']:.1f}s)"
           f" into {out_dir}: sample.json" + (", samples.png" if figure else ""))
+    if next_hint:
+        print(next_command("sample", workdir))
     print(npz_path)
     return report
