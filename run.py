@@ -54,6 +54,7 @@ import torch  # noqa: E402
 
 from configs.errors import InputError
 from configs.schema import validate_config
+from runner.cold import check_cold_mode
 from runner.common import RunFailed, next_command
 from runner.compare import run_compare
 from runner.config_io import apply_override, load_config, load_plugins  # noqa: F401 (public: bench/ uses run.load_config)
@@ -125,6 +126,7 @@ def main(argv=None) -> int:
         if distributed.env_world().world_size > 1 and args.mode in ("train_classifier", "inpaint", "colorize"):
             raise InputError(f"--mode {args.mode} does not shard its work over processes yet; under torchrun "
                              f"use --mode train, sample, eval, compare or all, and run {args.mode} with one process")
+        check_cold_mode(config, args.mode)           # cold runs: sampler and modes (issue 22)
         if args.mode in ("sample", "eval", "compare"):
             find_checkpoint(os.path.join(args.workdir, "checkpoints"), args.checkpoint)
         if config.training.num_threads > 0:

@@ -180,6 +180,28 @@ def get_default_config() -> ml_collections.ConfigDict:
     inpaint.seed = 4
     inpaint.use_ema = True
 
+    # Cold diffusion (issue 22; docs/guide/cold-diffusion.md). degradation "" trains the score model
+    # above; a registered degradation name (sde_lib.DEGRADATIONS) trains a restoration network
+    # R(D(x0, t), t) ~ x0 instead, with the same U-Net (label t), loop, EMA and checkpoints, and
+    # --mode sample then needs sampling.sampler = "cold" (Algorithm cold.algorithm from a prior draw).
+    config.cold = cold = ml_collections.ConfigDict()
+    cold.degradation = ""        # "" (hot: score model) | blur | mask | pixelate | snow | gaussian
+    cold.loss = "l1"             # l1 (the paper) | l2: || R(D(x0, t), t) - x0 ||, mean over pixels and batch
+    cold.algorithm = "improved"  # improved (Algorithm 2) | naive (Algorithm 1)
+    cold.steps = 50              # sampling: uniform grid T -> 0 of this many steps (one R call each)
+    cold.prior = "auto"          # x_T: gmm (mixture fitted to D(train, T)) | fixed (D(x0, T) when it forgets
+    #                              x0, e.g. a full mask) | auto (fixed if D(x0, T) is the same for all data)
+    cold.prior_components = 10   # gmm components
+    cold.prior_noise = 0.002     # std of the noise added to x_T (the paper's 0.001-0.004)
+    # options of each degradation (only the chosen one's block is used; see sde_lib/degradations.py)
+    cold.options = ml_collections.ConfigDict(dict(
+        blur=dict(sigma_max=6.0, power=1.0),
+        mask=dict(order="centre", fraction_max=1.0, fill=0.0, seed=0),
+        pixelate=dict(resolutions=()),      # (): halving down to 1 pixel
+        snow=dict(amount=1.0, density=0.25, white=1.0, seed=0),
+        gaussian=dict(),
+    ))
+
     config.eval = evaluate = ml_collections.ConfigDict()
     evaluate.num_samples = 0     # test examples to evaluate (0: the whole test split)
     evaluate.batch_size = 500

@@ -25,6 +25,7 @@ import torch
 import models
 import sde_lib
 import solvers
+from solvers.cold import ALGORITHMS as COLD_ALGORITHMS
 from evaluation.metrics import METRICS
 from training.data import DATASETS, declared_levels
 from training.device import PRECISIONS, check_device_name
@@ -157,17 +158,18 @@ def validate_training(config) -> None:
 
 def validate_sampling(config) -> None:
     s = config.sampling
-    one_of(config, "sampling.sampler", solvers.SAMPLERS)
+    one_of(config, "sampling.sampler", (*solvers.SAMPLERS, solvers.COLD_SAMPLER))   # "cold": a cold run's sampler
     for name in ("steps", "num_samples", "batch_size", "samples_per_class"):
         int_at_least(config, f"sampling.{name}", 1)
     int_at_least(config, "sampling.seed", 0)
     for name in ("denoise", "use_ema"):
         boolean(config, f"sampling.{name}")
-    spec = solvers.SAMPLERS[s.sampler]
+    spec = solvers.SAMPLERS.get(s.sampler)
     given = s.options.get(s.sampler, None)
-    unknown = sorted(set(given or {}) - set(spec.options))
+    unknown = sorted(set(given or {}) - set(spec.options if spec else ()))
     if unknown:
-        raise ConfigError(f"sampling.options.{s.sampler}", dict(given), f"options among {sorted(spec.options)}")
+        raise ConfigError(f"sampling.options.{s.sampler}", dict(given),
+                          f"options among {sorted(spec.options if spec else ())}")
     _validate_guidance(config)
 
 
@@ -272,8 +274,44 @@ def validate_inpaint(config) -> None:
         raise ConfigError("inpaint.recurrence", c.recurrence, f"1 with inpaint.sampler={c.sampler!r} ({reason})")
 
 
+def validate_cold(config) -> None:
+    """The cold-diffusion section (issue 22; runner/cold.py): the degradation (a name of
+    `sde_lib.DEGRADATIONS`, or "" for a score model) with its options and schedule domain, the loss,
+    sampler and prior fields, and what a cold run cannot combine with (vector data, class labels,
+    the score-model monitors)."""
+    c = config.cold
+    one_of(config, "cold.degradation", ("", *sde_lib.DEGRADATIONS))
+    one_of(config, "cold.loss", ("l1", "l2"))
+    one_of(config, "cold.algorithm", COLD_ALGORITHMS)
+    one_of(config, "cold.prior", ("auto", "gmm", "fixed"))
+    for name in ("steps", "prior_components"):
+        int_at_least(config, f"cold.{name}", 1)
+    number(config, "cold.prior_noise", 0.0)
+    name = c.degradation
+    if not name:
+        return
+    if config.model.name == "mlp":
+        raise ConfigError("model.name", config.model.name, f"an image network for cold.degradation={name!r}")
+    try:
+        sde_lib.get_degradation(config)          # the degradation's own options and schedule domain
+    except ValueError as e:
+        raise InputError(f"config.cold.options.{name}: {e}") from None
+    if config.model.num_classes:
+        raise ConfigError("model.num_classes", config.model.num_classes,
+                          f"0 (cold restoration networks are unconditional) with cold.degradation={name!r}")
+    if parse_class_label(config) is not None:
+        raise ConfigError("sampling.class_label", config.sampling.class_label,
+                          f"'none' (class-conditional sampling needs a score model) with cold.degradation={name!r}")
+    for field in ("eval_freq", "sample_freq"):
+        if config.training[field]:
+            raise ConfigError(f"training.{field}", config.training[field],
+                              f"0 with cold.degradation={name!r} (it monitors a score model: held-out DSM loss, "
+                              f"sampler grids)")
+
+
 SECTIONS = (validate_run, validate_plugins, validate_data, validate_sde, validate_model, validate_training, validate_sampling,
-            validate_eval, validate_compare, validate_classifier, validate_inpaint)
+            validate_eval, validate_compare, validate_classifier, validate_inpaint,
+            validate_cold)
 
 
 def validate_config(config) -> None:

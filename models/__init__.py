@@ -7,7 +7,7 @@ from .analytic import GaussianMixture
 from .classifier import CLASSIFIERS, EncoderClassifier, MLPClassifier, get_classifier, get_classifier_fn
 from .mlp import ScoreMLP
 from .unet import UNet
-from .utils import get_model, get_score_fn, model_names, noise_label, register_model
+from .utils import get_model, get_restore_fn, get_score_fn, model_names, noise_label, register_model
 
 _FAMILY_DEFAULTS = {
     # NCSN++: Fourier embedding of the noise label, BigGAN-style resampling blocks.
@@ -44,5 +44,5 @@ def _build_mlp(config):
                     fourier_scale=m.fourier_scale, positional_scale=m.positional_scale, num_classes=m.num_classes)
 
 
-__all__ = ["CLASSIFIERS", "EncoderClassifier", "MLPClassifier", "get_classifier", "get_classifier_fn", "GaussianMixture", "ScoreMLP", "UNet", "get_model", "get_score_fn", "model_names",
+__all__ = ["CLASSIFIERS", "EncoderClassifier", "MLPClassifier", "get_classifier", "get_classifier_fn", "GaussianMixture", "ScoreMLP", "UNet", "get_model", "get_restore_fn", "get_score_fn", "model_names",
            "noise_label", "register_model"]

@@ -92,3 +92,18 @@ def get_score_fn(sde: sde_lib.SDE, model: nn.Module, train: bool = False, y=None
     score_fn.model = model
     score_fn.sde = sde
     return score_fn
+
+
+def get_restore_fn(model: nn.Module, train: bool = False) -> Callable[[Tensor, Tensor], Tensor]:
+    """A restoration network of cold diffusion as `restore(x_t [B, *shape], t [B]) -> x0_hat`:
+    the network predicts x0 directly and is fed the degradation's time t as its label
+    (Bansal et al. 2022). `train` sets train/eval mode as in `get_score_fn`."""
+    model.train(train)
+
+    def restore(x: Tensor, t: Tensor) -> Tensor:
+        if t.dim() != 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"t must have shape [B] = [{x.shape[0]}], got {tuple(t.shape)}")
+        return model(x, t.to(x.dtype))
+
+    restore.model = model
+    return restore

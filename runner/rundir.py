@@ -22,7 +22,7 @@ from training.checkpoint import list_checkpoints
 from training.workdir import temp_name
 from configs.errors import InputError
 
-FROZEN = ("model", "sde", "data")
+FROZEN = ("model", "sde", "data", "cold.degradation", "cold.options")   # what a checkpoint was trained for
 CONFIG_NAME = "config.py"
 
 _HEADER = '''"""The config of this run directory, saved by run.py at its first train (rewritten by
@@ -107,7 +107,7 @@ def _leaves(d: dict, prefix: str):
         if isinstance(v, dict):
             yield from _leaves(v, f"{prefix}.{k}")
         else:
-            yield f"{prefix}.{k}", v
+            yield (f"{prefix}.{k}" if k else prefix), v
 
 
 def frozen_differences(config, saved) -> List[str]:
@@ -115,13 +115,23 @@ def frozen_differences(config, saved) -> List[str]:
     differs from the saved config (a field one side lacks counts as different)."""
     out = []
     for section in FROZEN:
-        a = dict(_leaves(_to_dict(config.get(section, {})) if section in config else {}, f"config.{section}"))
-        b = dict(_leaves(_to_dict(saved.get(section, {})) if section in saved else {}, f"config.{section}"))
+        a = dict(_leaves(_section(config, section), f"config.{section}"))
+        b = dict(_leaves(_section(saved, section), f"config.{section}"))
         for key in sorted(set(a) | set(b)):
             va, vb = a.get(key, "<absent>"), b.get(key, "<absent>")
             if _norm(va) != _norm(vb):
                 out.append(f"{key}: {va!r} (trained with {vb!r})")
     return out
+
+
+def _section(config, dotted: str) -> dict:
+    """`config.<dotted>` as a dict ({} when absent; a single field becomes {"": value})."""
+    node = config
+    for k in dotted.split("."):
+        if not hasattr(node, "get") or k not in node:
+            return {}
+        node = node[k]
+    return _to_dict(node) if hasattr(node, "keys") else {"": node}
 
 
 def _norm(v):

@@ -18,6 +18,7 @@ import os
 import shutil
 import time
 
+from .cold import cold_drawer, is_cold
 from .common import (NpzWriter, RunFailed, batches, data_shape, gather, json_safe, next_command, restored_score_fn,
                      run_dir, setup)
 from .figures import save_image_grid, save_scatter
@@ -45,8 +46,12 @@ def run_sample(config, workdir, checkpoint=None, next_hint=True):
 
     s = config.sampling
     device, here = setup(config)
-    sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, s.use_ema, checkpoint, device)
-    options = sampler_options(config)
+    cold_draw = None
+    if is_cold(config):      # a restoration network (issue 22): solvers.cold_sample from a prior draw
+        cold_draw, model, step, ckpt, options = cold_drawer(config, workdir, checkpoint, device)
+    else:
+        sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, s.use_ema, checkpoint, device)
+        options = sampler_options(config)
     dims = data_shape(model)
     is_image = len(dims) == 3
     labels, n = labels_for(config)          # class labels and guidance (runner/guided.py)
@@ -75,9 +80,12 @@ def run_sample(config, workdir, checkpoint=None, next_hint=True):
                 if labels is not None:      # the guided score of this batch's labels
                     score_fn = guided_score_fn(config, workdir, sde, model, labels[mine.start:mine.stop].to(device),
                                                classifier=classifier)[0]
-                x, info = solvers.sample(sde, score_fn, (len(mine), *dims), sampler=s.sampler,
-                                         seeds=sample_seeds(s.seed, mine.start, mine.stop), denoise=s.denoise,
-                                         device=device, dtype=torch.float32, progress=progress, **options)
+                if cold_draw is not None:
+                    x, info = cold_draw(sample_seeds(s.seed, mine.start, mine.stop))
+                else:
+                    x, info = solvers.sample(sde, score_fn, (len(mine), *dims), sampler=s.sampler,
+                                             seeds=sample_seeds(s.seed, mine.start, mine.stop), denoise=s.denoise,
+                                             device=device, dtype=torch.float32, progress=progress, **options)
                 nfes.append(info.nfe)
             else:
                 x = torch.zeros((0, *dims), device=device)

@@ -53,6 +53,10 @@ BAD = [
     (schema.validate_classifier, "classifier.lr", -1.0),
     (schema.validate_inpaint, "inpaint.mask", "circle"),
     (schema.validate_inpaint, "inpaint.box", (0.5, 0.5, 0.2, 0.9)),
+    (schema.validate_cold, "cold.degradation", "fog"),
+    (schema.validate_cold, "cold.loss", "l3"),
+    (schema.validate_cold, "cold.steps", 0),
+    (schema.validate_cold, "cold.prior_noise", -1.0),
 ]
 
 

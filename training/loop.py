@@ -27,7 +27,7 @@ from torch import nn
 Tensor = torch.Tensor
 
 import sde_lib
-from models import get_model, get_score_fn
+from models import get_model, get_restore_fn, get_score_fn
 
 import training.distributed as distributed
 from .checkpoint import (TRAIN_KEYS, WEIGHT_KEYS, check_state_dict, find_checkpoint, latest_checkpoint,
@@ -37,7 +37,7 @@ from .device import generator as device_generator
 from .data import BatchSampler, Dataset, dequantize, get_dataset
 from .ema import EMA
 from .workdir import WorkdirLock, clean_stale_temp
-from .losses import get_loss_fn
+from .losses import get_cold_loss_fn, get_loss_fn
 from .labels import check_labels, drop_labels
 from .monitor import Monitor
 from configs.errors import InputError
@@ -239,9 +239,14 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
         train_model = torch.compile(train_model)
     if precision != "fp32":
         train_model = AutocastModule(train_model, device, precision)
-    score_fn = get_score_fn(sde, train_model, train=True)
-    loss_fn = get_loss_fn(sde, tcfg.continuous, tcfg.reduce_mean, tcfg.likelihood_weighting,
-                          tcfg.importance_sampling)
+    degradation = sde_lib.get_degradation(config, sde)
+    if degradation is None:
+        score_fn = get_score_fn(sde, train_model, train=True)
+        loss_fn = get_loss_fn(sde, tcfg.continuous, tcfg.reduce_mean, tcfg.likelihood_weighting,
+                              tcfg.importance_sampling)
+    else:   # cold diffusion (issue 22): a restoration network R(D(x0, t), t) ~ x0
+        score_fn = get_restore_fn(train_model, train=True)
+        loss_fn = get_cold_loss_fn(degradation, config.cold.loss)
     # discrete data: train on uniformly dequantised values, the density that eval scores
     levels = getattr(dataset, "num_levels", None) if tcfg.dequantize else None
     params = [p for p in model.parameters() if p.requires_grad]

@@ -126,3 +126,26 @@ def get_loss_fn(sde: sde_lib.SDE, continuous: bool = True, reduce_mean: bool = F
         return lambda score_fn, x0, generator=None: smld_loss(sde, score_fn, x0, generator, reduce_mean)
     raise ValueError(f"discrete training (training.continuous=False) supports VPSDE (DDPM) and VESDE (SMLD), "
                      f"got {type(sde).__name__}")
+
+
+COLD_LOSSES = ("l1", "l2")
+
+
+def cold_loss_per_sample(degradation, restore_fn, x0: Tensor, t: Tensor, generator=None,
+                         loss: str = "l1") -> Tensor:
+    """Cold diffusion's restoration loss (Bansal et al. 2022, eq. 1) per sample, `[B]`:
+    mean over pixels of |R(D(x0, t), t) - x0| (l1, the paper) or its square (l2)."""
+    xt = degradation.training_input(x0, t, generator)
+    err = restore_fn(xt, t) - x0
+    return _reduce(err.abs() if loss == "l1" else err ** 2, reduce_mean=True)
+
+
+def get_cold_loss_fn(degradation, loss: str = "l1") -> Callable:
+    """`loss_fn(restore_fn, x0, generator) -> scalar` with t ~ U(0, T] per sample (T (1 - u), u ~ U[0, 1))."""
+    if loss not in COLD_LOSSES:
+        raise ValueError(f"unknown cold.loss {loss!r}; expected one of {list(COLD_LOSSES)}")
+
+    def loss_fn(restore_fn, x0, generator=None):
+        u = torch.rand(x0.shape[0], generator=generator, dtype=x0.dtype, device=x0.device)
+        return cold_loss_per_sample(degradation, restore_fn, x0, degradation.T * (1 - u), generator, loss).mean()
+    return loss_fn
