@@ -24,6 +24,15 @@ sys.path.insert(0, ROOT)
 
 import torch  # noqa: E402
 
+import run  # noqa: E402
+import solvers  # noqa: E402
+from models import get_score_fn  # noqa: E402
+from runner.rundir import load_saved_config  # noqa: E402
+from sde_lib import get_sde  # noqa: E402
+from training import get_dataset, get_loss_fn  # noqa: E402
+from training.loop import restore_model  # noqa: E402
+from training.monitor import Monitor  # noqa: E402
+
 OUT = os.path.join(ROOT, "tests", "data", "param_compat")
 
 # (run name, sde name, training.continuous): VP/sub-VP/VE continuous, VP/VE discrete (DDPM/SMLD)
@@ -51,14 +60,6 @@ ARGS = ["--config.training.num_threads=1", "--config.training.progress=False",
 
 def record(workdir):
     """The numbers the test recomputes: samples per sampler, held-out and training losses."""
-    import solvers
-    from models import get_score_fn
-    from runner.rundir import load_saved_config
-    from sde_lib import get_sde
-    from training import get_dataset, get_loss_fn
-    from training.loop import restore_model
-    from training.monitor import Monitor
-
     config = load_saved_config(workdir)
     sde = get_sde(config)
     model, _, _ = restore_model(config, workdir, use_ema=True)
@@ -81,7 +82,6 @@ def record(workdir):
 
 
 def main():
-    import run
     torch.set_num_threads(1)
     if os.path.isdir(OUT):
         shutil.rmtree(OUT)
