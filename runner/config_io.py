@@ -78,7 +78,7 @@ def validate_config(config) -> None:
     import sde_lib
     import solvers
     from training.data import DATASETS
-    sde_lib.get_sde(config)
+    models.Parameterization.from_config(sde_lib.get_sde(config), config)   # model.prediction/label/data_range
     if config.model.name not in models.model_names():
         raise ValueError(f"unknown model name {config.model.name!r}; expected one of {models.model_names()}")
     if config.data.dataset not in DATASETS:
@@ -123,6 +123,9 @@ def _validate_eval(e) -> None:
         raise ValueError(f"unknown eval.estimator {e.estimator!r}; expected one of ['both', 'elbo', 'ode']")
     if e.get("dtype", "float32") not in ("float32", "float64"):
         raise ValueError(f"config.eval.dtype must be 'float32' or 'float64', got {e.dtype!r}")
+    if e.get("pixel_convention", "levels") not in ("levels", "score_sde"):
+        raise ValueError(f"config.eval.pixel_convention must be one of ['levels', 'score_sde'], "
+                         f"got {e.pixel_convention!r}")
     eps = e.get("eps", None)
     if eps is not None and not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0 < eps < 1):
         raise ValueError(f"config.eval.eps must be None (sde.eps) or a number in (0, 1), got {eps!r}")

@@ -10,7 +10,7 @@ import torch
 
 import sde_lib
 from models import GaussianMixture, Parameterization, ScoreMLP, get_score_fn
-from models.discrete import DiscreteTimeLabel
+from models.discrete import DiscreteTimeLabel, discrete_eps_oracle, exact_eps
 from sde_lib import SDE, VESDE, VPSDE, get_sde, register_sde, subVPSDE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -216,33 +216,6 @@ def test_no_sde_class_branches_outside_sde_lib():
 
 
 # ---- discrete-time models ----------------------------------------------------------------------
-class _VPByLogSNR(VPSDE):
-    """VP marginals indexed by lambda instead of t: m^2 = sigmoid(2 lambda), s^2 = sigmoid(-2 lambda)
-    (any lambda, also beyond the continuous SDE's lambda(T), where a coarse DDPM chain ends)."""
-    check_time = False
-
-    def marginal_coeffs(self, lam):
-        return torch.sigmoid(2 * lam).sqrt(), torch.sigmoid(-2 * lam).sqrt()
-
-
-def _exact_eps(gm, sde, x, lam):
-    """eps*(x, lambda) = -s score of the VP marginal at log-SNR lambda, `[B, D]`."""
-    by_lam = _VPByLogSNR()
-    _, s = by_lam.marginal_coeffs(lam)
-    return -s[:, None] * gm.score_t(by_lam, x, lam)
-
-
-def _discrete_eps_model(gm, sde, log_snrs):
-    """A model exact at its N steps, eps_N(x, j) = eps*(x, lambda_j), linear in k between steps."""
-    N = log_snrs.numel()
-
-    def net(x, k):
-        j = k.floor().long().clamp(0, N - 2)
-        w = (k - j.double())[:, None]
-        return (1 - w) * _exact_eps(gm, sde, x, log_snrs[j]) + w * _exact_eps(gm, sde, x, log_snrs[j + 1])
-    return net
-
-
 def test_discrete_time_wrapper_meets_its_interpolation_bound(gen):
     """Through the log-SNR wrapper a discrete eps model built from the exact eps at N = 50 DDPM
     steps gives a score within 1/2 (lambda_j - lambda)(lambda - lambda_{j+1}) max|g''| / s(t)
@@ -252,7 +225,7 @@ def test_discrete_time_wrapper_meets_its_interpolation_bound(gen):
     gm = GaussianMixture(*_mixture_params())
     table = sde.discrete_log_snrs()
     p = Parameterization(sde, "eps", "discrete_step")
-    net = _discrete_eps_model(gm, sde, table)
+    net = discrete_eps_oracle(gm, table)
     lam0, lamN = table[0].item(), table[-1].item()
     t_first = sde.t_from_log_snr(torch.tensor([lam0], dtype=torch.float64)).item()
     B = 200
@@ -272,8 +245,8 @@ def test_discrete_time_wrapper_meets_its_interpolation_bound(gen):
             hi_, lo_ = table[j], table[j + 1]
             grid = lo_[:, None] + (hi_ - lo_)[:, None] * torch.linspace(0.02, 0.98, 25, dtype=torch.float64)
             d = 1e-3
-            g2 = torch.stack([(_exact_eps(gm, sde, x, g + d) - 2 * _exact_eps(gm, sde, x, g)
-                               + _exact_eps(gm, sde, x, g - d)) / d ** 2 for g in grid.T]).abs().amax(0)
+            g2 = torch.stack([(exact_eps(gm, x, g + d) - 2 * exact_eps(gm, x, g)
+                               + exact_eps(gm, x, g - d)) / d ** 2 for g in grid.T]).abs().amax(0)
             bound = 0.5 * ((hi_ - lam) * (lam - lo_))[:, None] * g2 / s[:, None]
         else:
             assert torch.equal(k, torch.zeros_like(k))                       # the clamp at step 0
@@ -281,7 +254,7 @@ def test_discrete_time_wrapper_meets_its_interpolation_bound(gen):
             assert torch.allclose(mis, lam - lam0, rtol=1e-12) and (mis > 0).all()
             grid = lam0 + (lam - lam0)[:, None] * torch.linspace(0, 1, 25, dtype=torch.float64)
             d = 1e-4
-            g1 = torch.stack([(_exact_eps(gm, sde, x, g + d) - _exact_eps(gm, sde, x, g - d)) / (2 * d)
+            g1 = torch.stack([(exact_eps(gm, x, g + d) - exact_eps(gm, x, g - d)) / (2 * d)
                               for g in grid.T]).abs().amax(0)
             bound = (lam - lam0)[:, None] * g1 / s[:, None]
         ratio = (err / (bound + 1e-12)).max().item()
