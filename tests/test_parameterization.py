@@ -273,3 +273,18 @@ def test_discrete_label_round_trips_integer_steps():
     assert torch.allclose(VPSDE().discrete_log_snrs(), 0.5 * torch.log(abar / (1 - abar)), rtol=1e-12)
     with pytest.raises(ValueError, match="strictly decreasing"):
         DiscreteTimeLabel(torch.tensor([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--config.model.prediction=noise"], "config.model.prediction must be one of ['auto', 'eps', 'x0', 'v', "
+                                          "'score_sigma', 'score'], got 'noise'"),
+    (["--config.model.data_range=(0, 255)"], "config.model.data_range must be one of [[-1.0, 1.0], [0.0, 1.0]], "
+                                             "got (0, 255)"),
+    (["--config.sde.name=subvpsde", "--config.model.label=discrete_step"],
+     "config.model.label must be a continuous-time label: subVPSDE has no discrete-time chain, got 'discrete_step'"),
+])
+def test_cli_refuses_bad_parameterisation_in_one_line(argv, message, tmp_path, capsys):
+    import run
+    assert run.main(["--workdir", str(tmp_path / "w"), "--mode", "train"] + argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {message}\n" and not os.path.exists(tmp_path / "w")
