@@ -112,6 +112,7 @@ def test_labels_in_network_units():
     assert torch.equal(Parameterization(vp, "eps", "t999").noise_label(t), 999 * t)
     m, s = vp.marginal_coeffs(t)
     assert torch.allclose(Parameterization(vp, "eps", "sigma").noise_label(t), s / m, rtol=1e-14)
+    assert torch.allclose(Parameterization(vp, "eps", "log_sigma").noise_label(t), -vp.log_snr(t), rtol=1e-12)
     # [0, 1] data: sigma_u = s / (2 m); the discrete step sees lambda + log 2
     assert torch.allclose(Parameterization(vp, "eps", "sigma", (0, 1)).noise_label(t), s / (2 * m), rtol=1e-14)
 
