@@ -25,7 +25,7 @@ import models
 import sde_lib
 import solvers
 from evaluation.metrics import METRICS
-from models.parameterization import check_parameterization
+from models.parameterization import DATA_RANGES, LABELS, PREDICTIONS, data_range_of
 from training.data import DATASETS, declared_levels
 from training.device import PRECISIONS, check_device_name
 
@@ -121,7 +121,10 @@ def validate_model(config) -> None:
     one_of(config, "model.name", models.model_names())
     int_at_least(config, "model.num_classes", 0)
     m = config.model
-    check_parameterization(m.prediction, m.label, m.data_range)        # ConfigError naming the field
+    one_of(config, "model.prediction", PREDICTIONS)
+    one_of(config, "model.label", LABELS)
+    if data_range_of(m.data_range) is None:
+        raise ConfigError("model.data_range", m.data_range, f"one of {[list(r) for r in DATA_RANGES]}")
     sde = sde_lib.get_sde(config)
     if "auto" in (m.prediction, m.label) and (sde.prediction is None or sde.label is None):
         field = "model.prediction" if m.prediction == "auto" else "model.label"
@@ -271,7 +274,10 @@ def validate_inpaint(config) -> None:
     boolean(config, "inpaint.use_ema")
     one_of(config, "inpaint.corrector", solvers.CORRECTORS)
     number(config, "inpaint.snr", 0.0, lo_open=True)
-    one_of(config, "inpaint.sampler", solvers.INPAINT_SAMPLERS)
+    one_of(config, "inpaint.sampler", solvers.SAMPLERS)
+    reason = solvers.SAMPLERS[c.sampler].resampling_refusal() if c.recurrence > 1 else None
+    if reason:
+        raise ConfigError("inpaint.recurrence", c.recurrence, f"1 with inpaint.sampler={c.sampler!r} ({reason})")
 
 
 SECTIONS = (validate_run, validate_data, validate_sde, validate_model, validate_training, validate_sampling,

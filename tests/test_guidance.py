@@ -159,8 +159,10 @@ def test_inpaint_keeps_known_exactly_and_counts(ring):
         inpaint(sde, ring.score_fn(sde), xk, torch.tensor([1, 0]), steps=5)
     with pytest.raises(ValueError, match="does not broadcast"):
         inpaint(sde, ring.score_fn(sde), xk, torch.tensor([True, False, True]), steps=5)
-    with pytest.raises(ValueError, match="unknown inpainting sampler 'ode'"):
-        inpaint(sde, ring.score_fn(sde), xk, mask, sampler="ode")
+    with pytest.raises(ValueError, match="recurrence=2: sampler 'ode' chooses its own steps"):
+        inpaint(sde, ring.score_fn(sde), xk, mask, sampler="ode", recurrence=2)
+    with pytest.raises(ValueError, match="recurrence=2: sampler 'dpmpp_2m' is multistep"):
+        inpaint(sde, ring.score_fn(sde), xk, mask, sampler="dpmpp_2m", recurrence=2)
     with pytest.raises(ValueError, match="NaN or inf"):
         inpaint(sde, ring.score_fn(sde), torch.full((2, 2), float("nan"), dtype=F64), mask)
 

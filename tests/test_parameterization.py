@@ -277,8 +277,8 @@ def test_discrete_label_round_trips_integer_steps():
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--config.model.prediction=noise"], "config.model.prediction must be one of ['auto', 'eps', 'x0', 'v', "
-                                          "'score_sigma', 'score'], got 'noise'"),
+    (["--config.model.prediction=noise"], "config.model.prediction must be one of ['auto', 'eps', 'score', "
+                                          "'score_sigma', 'v', 'x0'], got 'noise'"),
     (["--config.model.data_range=(0, 255)"], "config.model.data_range must be one of [[-1.0, 1.0], [0.0, 1.0]], "
                                              "got (0, 255)"),
     (["--config.sde.name=subvpsde", "--config.model.label=discrete_step"],
