@@ -62,8 +62,17 @@ def test_digits_all_modes_tiny(tmp_path):
     assert npz["images_uint8"].shape == (4, 1, 8, 8) and npz["images_uint8"].dtype == np.uint8
     from PIL import Image
     assert Image.open(latest(wd, "samples", "samples.png")).size[0] >= 256
+    info = json.load(open(latest(wd, "samples", "sample.json")))
+    assert info["sampler"] == "ddim" and info["nfe"] == 3 + 1 and info["finite"]    # 3 steps + Tweedie
     ev = json.load(open(latest(wd, "eval", "eval.json")))
-    assert "17 levels" in ev["quantity"] and ev["bits_per_dim"] > 0
+    assert "17 levels" in ev["quantity"] and f"log2(17/2) = {math.log2(17 / 2):.4f}" in ev["quantity"]
+    assert {"ode", "elbo"} <= set(ev) and ev["num_examples"] == 4 and ev["repeats"] == 3
+    for r in ("ode", "elbo"):
+        s = ev[r]          # bits/dim of discrete data are >= 0; a 2-step model is far from the data
+        assert s["bits_per_dim"] > math.log2(17 / 2) and s["stderr"] > 0
+    assert ev["elbo"]["nfe_per_example"] == 32 and ev["ode"]["nfe_per_example"] == ev["ode"]["nfe"] / 3   # batched calls / (repeats x 1 batch)
+    assert ev["bits_per_dim"] == ev["ode"]["bits_per_dim"]
+    assert 1.0 < ev["baselines"]["per_pixel"] < ev["bits_per_dim"]      # the trained-for-2-steps model loses
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -149,10 +158,16 @@ def test_compare_study_on_a_mixture_is_resumable_and_has_references(tmp_path):
     assert run.main(args + ["--mode", "compare"]) == 0            # resumed: nothing recomputed
     assert open(os.path.join(study, "compare_cells.jsonl")).read() == cells
     assert json.load(open(os.path.join(study, "compare.json")))["aggregates"] == report["aggregates"]
-    # one more seed: only its cells run
+    # one more seed: a study of its own (the first study's report is not rewritten); only its new cells run
+    first = {f: open(os.path.join(study, f), "rb").read() for f in ("compare.json", "compare.md", "compare.png")}
     assert run.main(args + ["--mode", "compare", "--config.compare.seeds=(0, 1, 2)"]) == 0
-    new_rows = open(os.path.join(study, "compare_cells.jsonl")).read().splitlines()[len(cells.splitlines()):]
+    study2 = os.path.dirname(latest(wd, "compare", "compare.json"))
+    assert study2 != study and all(open(os.path.join(study, f), "rb").read() == v for f, v in first.items())
+    log2 = open(os.path.join(study2, "compare_cells.jsonl")).read().splitlines()
+    assert log2[:len(cells.splitlines())] == cells.splitlines()                 # reused, not recomputed
+    new_rows = log2[len(cells.splitlines()):]
     assert len(new_rows) == len(rows) // 2 and all(json.loads(r)["seed"] == 2 for r in new_rows)
+    assert len(json.load(open(os.path.join(study2, "compare.json")))["rows"]) == len(rows) * 3 // 2
 
 
 def test_compare_sampler_variants_run_their_options(tmp_path):
