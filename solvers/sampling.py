@@ -61,6 +61,7 @@ class SamplerSpec:
     schedule: Optional[str]
     doc: str
     stepwise: bool = True
+    grid_steps: Optional[Callable[..., int]] = None
 
     def resampling_refusal(self) -> Optional[str]:
         """Why `recurrence > 1` (re-running the grid one interval at a time) cannot work with this
@@ -71,6 +72,12 @@ class SamplerSpec:
             return (f"sampler {self.name!r} is multistep (a step uses earlier steps' scores), so its grid "
                     f"cannot be re-run one interval at a time")
         return None
+
+    def grid_intervals(self, opts: Mapping[str, Any]) -> int:
+        """Intervals of the time grid for the resolved options: `steps`, or `grid_steps(**options)`."""
+        if self.grid_steps is None:
+            return opts["steps"]
+        return self.grid_steps(**{k: v for k, v in opts.items() if k not in ("schedule", "rho")})
 
     @property
     def fixed_grid(self) -> bool:
@@ -83,7 +90,8 @@ SAMPLERS: Mapping[str, SamplerSpec] = MappingProxyType(_REGISTRY)
 
 
 def register_sampler(name: str, fn: Callable, *, options: dict, schedule: Optional[str] = "uniform",
-                     doc: str = "", stepwise: bool = True) -> SamplerSpec:
+                     doc: str = "", stepwise: bool = True,
+                     grid_steps: Optional[Callable[..., int]] = None) -> SamplerSpec:
     """Add a sampler to `sample()` under `name`.
 
     Args:
@@ -99,6 +107,9 @@ def register_sampler(name: str, fn: Callable, *, options: dict, schedule: Option
         doc:      one line for listings (default: the first line of `fn.__doc__`).
         stepwise: a fixed-grid sampler whose step from ts[i] to ts[i+1] uses only the state at
                   ts[i] (False for multistep solvers); `recurrence > 1` needs it.
+        grid_steps: optional, fixed-grid only: `grid_steps(steps=, **options) -> int`, the number
+                  of grid intervals when it is not `steps` (e.g. DPM-Solver-fast: `steps` is an NFE
+                  budget spent over fewer intervals); such a sampler also receives `steps`.
 
     A sampler must update x by combining x, scores and noise with scalar (per-sample)
     coefficients, as all of Song et al.'s, EDM's and the exponential integrators do: that is what
@@ -139,7 +150,9 @@ def register_sampler(name: str, fn: Callable, *, options: dict, schedule: Option
     if not isinstance(doc, str):
         raise ValueError(f"doc must be a string, got {type(doc).__name__}")
     doc = doc or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-    spec = SamplerSpec(name, fn, MappingProxyType(opts), schedule, doc, bool(stepwise))
+    if grid_steps is not None and (schedule is None or not callable(grid_steps)):
+        raise ValueError(f"grid_steps of sampler {name!r} must be a callable, for a fixed-grid sampler only")
+    spec = SamplerSpec(name, fn, MappingProxyType(opts), schedule, doc, bool(stepwise), grid_steps)
     _REGISTRY[name] = spec
     return spec
 
@@ -228,7 +241,7 @@ def sample(sde, score_fn, shape, sampler: str = "euler_maruyama", *, eps: Option
         opts["steps"] = check_steps(sde.N if opts["steps"] is None else opts["steps"])
         check_choice("schedule", opts["schedule"], SCHEDULES)
         opts["rho"] = check_positive("rho", opts["rho"])
-        ts = time_grid(sde, opts["steps"], schedule=opts["schedule"], eps=eps, rho=opts["rho"],
+        ts = time_grid(sde, spec.grid_intervals(opts), schedule=opts["schedule"], eps=eps, rho=opts["rho"],
                        dtype=dtype, device=device)
 
     recurrence = check_steps(recurrence, "recurrence")
@@ -242,6 +255,8 @@ def sample(sde, score_fn, shape, sampler: str = "euler_maruyama", *, eps: Option
     if recurrence > 1:
         info.options["recurrence"] = recurrence
     kwargs = {k: v for k, v in opts.items() if not (spec.fixed_grid and k in GRID_OPTIONS)}
+    if spec.grid_steps is not None:
+        kwargs["steps"] = opts["steps"]
     with Timer() as timer, torch.no_grad():
         x = noise.prior(sde) if x_T is None else x_T.to(dtype=dtype, device=device).clone()
         score, known_at = counted, None

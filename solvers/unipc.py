@@ -27,8 +27,9 @@ e^h - 1 in its sign convention for data prediction).
   next step's f_u, so the corrector costs no extra NFE; on the last step it is skipped
   (its evaluation would serve no later step), so NFE = steps.
 
-Warm-up: step i uses order min(order, i + 1); with `lower_order_final` and fewer than 15
-steps also min(order, steps - i). Registered on the log-SNR grid (the paper's choice).
+Warm-up: step i uses order min(order, i + 1); when steps < the `lower_order_final` threshold
+(True: 15, as diffusers; "unipc": always, as the official code; see
+`solvers.dpm_solver.LOWER_ORDER_FINAL`) also min(order, steps - i). Registered on the log-SNR grid (the paper's choice).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from typing import List
 
 import torch
 
-from .dpm_solver import _check_flag, _check_order, _coeffs, _step_orders
+from .dpm_solver import _check_flag, _check_order, _coeffs, _step_orders, lower_order_threshold
 from .sampling import register_sampler
 
 VARIANTS = ("bh1", "bh2")
@@ -84,12 +85,12 @@ def unipc(sde, score, x, ts, noise, callback, *, order, variant, lower_order_fin
     order = _check_order(order, (1, 2, 3))
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
-    lower_order_final = _check_flag("lower_order_final", lower_order_final)
+    threshold = lower_order_threshold(lower_order_final)
     use_corrector = _check_flag("use_corrector", use_corrector)
     B = x.shape[0]
     grid = _coeffs(sde, ts)
     n = len(grid) - 1
-    orders = _step_orders(n, order, lower_order_final)
+    orders = _step_orders(n, order, threshold)
     t0, m0, s0, _ = grid[0]
     f_u = (x + (s0 * s0) * score(x, ts[0].expand(B))) / m0
     hist = []                                   # [(lambda, f)] of earlier steps, newest last

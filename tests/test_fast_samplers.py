@@ -6,7 +6,8 @@ import torch
 
 from models.analytic import GaussianMixture, make_mixture
 from sde_lib import VESDE, VPSDE, subVPSDE
-from solvers import SAMPLERS, CountedScore, sample
+from solvers import SAMPLERS, CountedScore, register_sampler, sample
+from solvers.dpm_solver import LOWER_ORDER_FINAL, _step_orders, dpm_solver, fast_orders, lower_order_threshold
 from solvers.metrics import component_tv, convergence_order, dlogp, moment_errors, pathwise_rms, reference_flow
 
 from test_solvers_helpers import assert_matches_mixture
@@ -30,6 +31,7 @@ def test_registered_on_the_logsnr_grid():
 
 # ---- closed form: a point mass makes every one of them exact --------------------------------
 POINT_CASES = [("dpm_solver", dict(order=1)), ("dpm_solver", dict(order=2)), ("dpm_solver", dict(order=3)),
+               ("dpm_solver", dict(order=3, split="fast")),
                ("dpmpp_2m", {}), ("dpmpp_3m", {}), ("dpmpp_2m_sde", dict(eta=0.0)),
                ("unipc", dict(order=1)), ("unipc", dict(order=2, variant="bh1")), ("unipc", dict(order=3))]
 
@@ -103,7 +105,8 @@ ORDER_CASES = [  # sampler, options, expected order window
     ("dpm_solver", dict(order=2), (1.75, 2.35)),
     ("dpm_solver", dict(order=3), (2.75, 3.6)),
     ("dpmpp_2m", {}, (1.75, 2.35)),
-    ("dpmpp_3m", {}, (2.75, 4.0)),
+    ("dpmpp_3m", dict(variant="taylor"), (2.75, 4.0)),
+    ("dpmpp_3m", dict(variant="reference"), (1.75, 2.7)),     # the references' D2 weight: order 2
     ("unipc", dict(order=1, variant="bh1"), (1.75, 2.4)),     # UniPC-p is of order p + 1
     ("unipc", dict(order=2, variant="bh2"), (2.6, 3.4)),
     ("unipc", dict(order=3, variant="bh1"), (2.9, 4.4)),
@@ -207,6 +210,11 @@ def test_float32_matches_float64(gm4):
     ("unipc", dict(variant="bh3"), "variant must be one of"),
     ("unipc", dict(order=0), "order must be one of"),
     ("dpmpp_3m", dict(lower_order_final="yes"), "lower_order_final must be"),
+    ("dpmpp_3m", dict(lower_order_final=-1), "lower_order_final must be"),
+    ("dpmpp_3m", dict(lower_order_final=2.5), "lower_order_final must be"),
+    ("dpmpp_3m", dict(variant="paper"), "variant must be one of"),
+    ("dpmpp_2m", dict(solver_type="heun"), "solver_type must be one of"),
+    ("dpm_solver", dict(split="adaptive"), "split must be one of"),
     ("unipc", dict(use_corrector=1), "use_corrector must be"),
     ("dpmpp_2m", dict(schedule="cosine"), "unknown schedule"),
 ])
@@ -251,3 +259,54 @@ def test_issue_goal_24d_mixture(sde_name):
     assert abs(d.value) <= 0.3, d
     gain = (gm.log_prob(x_u).double() - gm.log_prob(x_2m).double())
     assert gain.mean().item() > 0.15 + 3 * gain.std().item() / math.sqrt(n), gain.mean()
+
+
+# ---- reference conventions: DPM-Solver-fast's orders, lower_order_final thresholds ---------------
+@pytest.mark.parametrize("nfe,order,want", [
+    (10, 3, [3, 3, 3, 1]), (9, 3, [3, 3, 2, 1]), (11, 3, [3, 3, 3, 2]), (20, 3, [3] * 6 + [2]),
+    (18, 3, [3] * 5 + [2, 1]), (1, 3, [1]), (2, 3, [2]), (3, 3, [2, 1]), (9, 2, [2] * 4 + [1]), (8, 2, [2] * 4),
+    (5, 1, [1] * 5)])
+def test_fast_orders_as_the_official_code(nfe, order, want):
+    """The official 'singlestep' split (DPM-Solver-fast): K = nfe // 3 + 1 steps for order 3."""
+    assert fast_orders(nfe, order) == want and sum(want) == nfe
+
+
+@pytest.mark.parametrize("nfe,K", [(9, 4), (10, 4), (20, 7)])
+def test_fast_split_spends_the_budget(nfe, K, gm4):
+    """split="fast": steps is the NFE budget, spent over K = nfe // 3 + 1 grid intervals (one
+    callback each); the fixed split at the same grid spends 3 per interval."""
+    sde = VPSDE()
+    x, info = sample(sde, gm4.score_fn(sde), (6, 4), "dpm_solver", steps=nfe, split="fast", return_trajectory=True,
+                     generator=torch.Generator().manual_seed(0))
+    assert info.nfe == nfe and info.steps == K and info.trajectory.shape[0] == K + 1
+    assert torch.equal(info.trajectory[-1], x) and info.options["steps"] == nfe
+    fixed, info3 = sample(sde, gm4.score_fn(sde), (6, 4), "dpm_solver", steps=K, return_trajectory=True,
+                          generator=torch.Generator().manual_seed(0))
+    assert info3.nfe == 3 * K and torch.equal(info3.times, info.times) and not torch.allclose(fixed, x)
+
+
+def test_lower_order_final_thresholds():
+    assert lower_order_threshold(True) == 15 and lower_order_threshold(False) == 0
+    assert lower_order_threshold("dpm_solver") == 10 and lower_order_threshold("unipc") == math.inf
+    assert set(LOWER_ORDER_FINAL) >= {"scoresde", "diffusers", "dpm_solver", "unipc", "diffusers_unipc", "k_diffusion"}
+    assert lower_order_threshold("diffusers_unipc") == math.inf and lower_order_threshold("k_diffusion") == 0
+    assert _step_orders(12, 3, 15) == [1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 2, 1]
+    assert _step_orders(12, 3, 10) == [1, 2] + [3] * 10
+    assert _step_orders(30, 3, math.inf)[-3:] == [3, 2, 1]
+    assert _step_orders(30, 3, 0)[-3:] == [3, 3, 3]
+
+
+def test_grid_steps_hook():
+    """The registry's grid_steps hook: fixed-grid samplers only, a callable; dpm_solver's fast split
+    refuses a grid that does not fit its budget."""
+    fn = lambda sde, score, x, ts, noise, callback: x
+    with pytest.raises(ValueError, match="grid_steps"):
+        register_sampler("gs_selfstep", fn, options={}, schedule=None, grid_steps=lambda **o: 1)
+    with pytest.raises(ValueError, match="grid_steps"):
+        register_sampler("gs_notcallable", fn, options={}, schedule="uniform", grid_steps=3)
+    assert "gs_selfstep" not in SAMPLERS and "gs_notcallable" not in SAMPLERS
+    sde = VPSDE()
+    ts = torch.linspace(1.0, sde.eps, 6, dtype=torch.float64)
+    with pytest.raises(ValueError, match="takes 4 grid intervals, got a grid of 5"):
+        dpm_solver(sde, lambda x, t: -x, torch.zeros(2, 2, dtype=torch.float64), ts, None, lambda i, x: None,
+                   order=3, split="fast", steps=10)

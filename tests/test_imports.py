@@ -109,7 +109,7 @@ def test_no_function_level_imports_of_project_modules():
 
 
 def test_shared_import_graph_tool_agrees():
-    tool = os.path.join(ROOT, "..", "..", "shared", "tools", "import_graph.py")
+    tool = os.path.join(ROOT, "..", "shared", "tools", "import_graph.py")   # shared/ sits beside the checkout
     if not os.path.isfile(tool):
         pytest.skip("the shared import_graph tool is not on this machine")
     p = subprocess.run([sys.executable, tool], capture_output=True, text=True, cwd=ROOT, timeout=120)

@@ -5,8 +5,9 @@ parameterisation object existed (issue 18), with the samples and losses that cod
 bit-identical samples, held-out losses and training losses: a saved run directory (whose config
 has no `model.prediction` / `model.label` / `model.data_range`) must behave exactly as before.
 
-Run from the worktree root, on the commit whose behaviour is to be frozen (this fixture was made
-on main at 75b3065):
+Run from the worktree root, on the commit whose behaviour is to be frozen (the run directories
+were made on main at 75b3065; expected.pt was re-recorded with `record` on main at e1ceea9,
+after issue 19 changed DPM-Solver++(2M), which moved only the VP dpmpp_2m samples):
 
     OMP_NUM_THREADS=1 python tools/make_param_fixture.py
 
