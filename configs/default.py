@@ -67,6 +67,11 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.num_blocks = 3         # mlp
     model.embed_dim = 64         # mlp
     model.num_classes = 0        # > 0: class-conditional (label embedding added to the noise embedding)
+    # The network -> score parameterisation (models/parameterization.py). "auto": the SDE's own
+    # (VP, sub-VP: eps with label t; VE: score_sigma with label log_sigma).
+    model.prediction = "auto"    # auto | eps | x0 | v | score_sigma (output / s) | score
+    model.label = "auto"         # auto | t | t999 (999 t) | log_sigma | sigma | discrete_step (DDPM's k)
+    model.data_range = (-1.0, 1.0)   # (-1, 1) | (0, 1): the data units the network sees (score_sde VE: 0, 1)
 
     config.training = training = ml_collections.ConfigDict()
     training.n_iters = 1700
@@ -225,6 +230,11 @@ def get_default_config() -> ml_collections.ConfigDict:
     # train with --config.sde.eps=1e-5 (as the reference implementation's likelihood runs) and
     # evaluate at the same eps.
     evaluate.eps = config_dict.placeholder(float)
+    # Pixel grid of bits/dim for discrete data. levels: the data's own L levels (bins around the
+    # stored bin centres, offset log2(L/2)). score_sde: every image read as 8-bit, v = round(255 k/(L-1)),
+    # dequantised on 256 bins, offset 7 (score_sde's datasets.py + likelihood.py). Identical for 8-bit
+    # data; see docs/guide/published-models.md ("Pixel conventions").
+    evaluate.pixel_convention = "levels"   # levels | score_sde
     return config
 
 

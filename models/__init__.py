@@ -7,7 +7,10 @@ from .analytic import GaussianMixture
 from .classifier import CLASSIFIERS, EncoderClassifier, MLPClassifier, get_classifier, get_classifier_fn
 from .mlp import ScoreMLP
 from .unet import UNet
-from .utils import get_model, get_restore_fn, get_score_fn, model_names, noise_label, register_model
+from .discrete import DiscreteTimeLabel
+from .parameterization import Parameterization
+from .utils import (get_model, get_restore_fn, get_score_fn, model_names, noise_label, parameterization_of,
+                    register_model)
 
 _FAMILY_DEFAULTS = {
     # NCSN++: Fourier embedding of the noise label, BigGAN-style resampling blocks.
@@ -44,5 +47,6 @@ def _build_mlp(config):
                     fourier_scale=m.fourier_scale, positional_scale=m.positional_scale, num_classes=m.num_classes)
 
 
-__all__ = ["CLASSIFIERS", "EncoderClassifier", "MLPClassifier", "get_classifier", "get_classifier_fn", "GaussianMixture", "ScoreMLP", "UNet", "get_model", "get_restore_fn", "get_score_fn", "model_names",
-           "noise_label", "register_model"]
+__all__ = ["CLASSIFIERS", "DiscreteTimeLabel", "EncoderClassifier", "MLPClassifier", "get_classifier",
+           "get_classifier_fn", "GaussianMixture", "Parameterization", "ScoreMLP", "UNet", "get_model",
+           "get_restore_fn", "get_score_fn", "model_names", "noise_label", "parameterization_of", "register_model"]

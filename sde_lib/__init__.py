@@ -1,11 +1,15 @@
-"""The SDEs of score-based generative modelling. Imports nothing from models or solvers."""
+"""The SDEs of score-based generative modelling (and cold diffusion's deterministic degradations).
+Imports nothing from models or solvers.
+
+A new SDE is one `SDE` subclass and one `@register_sde("name")` line (`sde_lib.registry`)."""
 from .base import SDE, ReverseSDE, batch_sum, expand_as_batch
 from .degradations import Degradation, GaussianBlur, GaussianNoise, Masking, Pixelate, Snow
 from .degradation_registry import (DEGRADATIONS, get_degradation, make_degradation, register_degradation,
                                    unregister_degradation)
-from .sdes import VPSDE, VESDE, CosineSchedule, LinearSchedule, get_sde, subVPSDE
+from .registry import get_sde, register_sde, sde_class, sde_names
+from .sdes import VPSDE, VESDE, CosineSchedule, LinearSchedule, subVPSDE
 
-__all__ = ["SDE", "ReverseSDE", "VPSDE", "subVPSDE", "VESDE", "get_sde",
-           "LinearSchedule", "CosineSchedule", "batch_sum", "expand_as_batch",
+__all__ = ["SDE", "ReverseSDE", "VPSDE", "subVPSDE", "VESDE", "get_sde", "register_sde", "sde_class",
+           "sde_names", "LinearSchedule", "CosineSchedule", "batch_sum", "expand_as_batch",
            "DEGRADATIONS", "Degradation", "GaussianBlur", "GaussianNoise", "Masking", "Pixelate", "Snow",
            "get_degradation", "make_degradation", "register_degradation", "unregister_degradation"]

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .degradations import Degradation, GaussianBlur, GaussianNoise, Masking, Pixelate, Snow
-from .sdes import get_sde
+from .registry import get_sde
 
 
 @dataclass(frozen=True)
