@@ -75,6 +75,11 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.num_blocks = 3         # mlp
     model.embed_dim = 64         # mlp
     model.num_classes = 0        # > 0: class-conditional (label embedding added to the noise embedding)
+    # The network -> score parameterisation (models/parameterization.py). "auto": the SDE's own
+    # (VP, sub-VP: eps with label t; VE: score_sigma with label log_sigma).
+    model.prediction = "auto"    # auto | eps | x0 | v | score_sigma (output / s) | score
+    model.label = "auto"         # auto | t | t999 (999 t) | log_sigma | sigma | discrete_step (DDPM's k)
+    model.data_range = (-1.0, 1.0)   # (-1, 1) | (0, 1): the data units the network sees (score_sde VE: 0, 1)
 
     config.training = training = ml_collections.ConfigDict()
     training.n_iters = 1700

@@ -7,7 +7,9 @@ from .analytic import GaussianMixture
 from .classifier import EncoderClassifier, MLPClassifier, get_classifier, get_classifier_fn
 from .mlp import ScoreMLP
 from .unet import UNet
-from .utils import get_model, get_score_fn, model_names, noise_label, register_model
+from .discrete import DiscreteTimeLabel
+from .parameterization import Parameterization
+from .utils import get_model, get_score_fn, model_names, noise_label, parameterization_of, register_model
 
 # U-Net options of the published networks (models/unet.py), all off unless a family or config sets them
 _OPTIONS = dict(up_attention="per_block", resample_skip_conv=False, fourier_mult=1, fir=False,
@@ -57,5 +59,6 @@ def _build_mlp(config):
                     positional_scale=m.get("positional_scale", 1000.0), num_classes=m.get("num_classes", 0))
 
 
-__all__ = ["EncoderClassifier", "MLPClassifier", "get_classifier", "get_classifier_fn", "GaussianMixture", "ScoreMLP", "UNet", "get_model", "get_score_fn", "model_names",
-           "noise_label", "register_model"]
+__all__ = ["DiscreteTimeLabel", "EncoderClassifier", "MLPClassifier", "get_classifier", "get_classifier_fn",
+           "GaussianMixture", "Parameterization", "ScoreMLP", "UNet", "get_model", "get_score_fn", "model_names",
+           "noise_label", "parameterization_of", "register_model"]

@@ -1,6 +1,8 @@
 """Model registry and the network -> score_fn adapter.
 
-Parameterisation (the one seam between networks and SDEs):
+The parameterisation (what the network sees and what its output means) is one object,
+`models.parameterization.Parameterization`, chosen by `model.prediction`, `model.label` and
+`model.data_range`. Their default "auto" is the SDE's own declared choice:
 
 - VP and sub-VP: the network predicts the noise z in x_t = m(t) x_0 + s(t) z, so
       score(x, t) = -net(x, t) / s(t),
@@ -12,16 +14,21 @@ Parameterisation (the one seam between networks and SDEs):
 
 Both choices make the network's target O(1) at every noise level: the ideal
 VP output is E[z | x_t], and the ideal VE output is -E[z | x_t].
+
+`get_model` records the config's choice on the network (`net.parameterization`, a plain dict,
+not in the state dict), so `get_score_fn(sde, net)` applies it wherever the network goes
+(EMA copies, DDP and autocast wrappers).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
 
 import sde_lib
-from sde_lib import VESDE, expand_as_batch
+
+from .parameterization import Parameterization, check_parameterization
 
 Tensor = torch.Tensor
 
@@ -41,21 +48,39 @@ def model_names():
 
 
 def get_model(config) -> nn.Module:
-    """Build the network named `config.model.name` (see `model_names()`)."""
+    """Build the network named `config.model.name` (see `model_names()`), with the config's
+    parameterisation (`model.prediction`, `model.label`, `model.data_range`) recorded on it."""
     name = config.model.get("name", None)
     if name not in _MODELS:
         raise ValueError(f"unknown model name {name!r}; expected one of {model_names()}")
-    return _MODELS[name](config)
+    spec = dict(prediction=config.model.get("prediction", "auto"), label=config.model.get("label", "auto"),
+                data_range=tuple(config.model.get("data_range", (-1.0, 1.0))))
+    check_parameterization(**spec)
+    net = _MODELS[name](config)
+    net.parameterization = spec
+    return net
 
 
 def noise_label(sde: sde_lib.SDE, t: Tensor) -> Tensor:
-    """The scalar the network is conditioned on: log sigma(t) for VE, t otherwise. `[B] -> [B]`."""
-    if isinstance(sde, VESDE):
-        return torch.log(sde.sigma(t))
-    return t
+    """The scalar a network on `sde` is conditioned on by default (the SDE's own label:
+    log sigma(t) for VE, t for VP and sub-VP). `[B] -> [B]`."""
+    return Parameterization(sde).noise_label(t)
 
 
-def get_score_fn(sde: sde_lib.SDE, model: nn.Module, train: bool = False, y=None) -> Callable[[Tensor, Tensor], Tensor]:
+def _unwrap(model: nn.Module) -> nn.Module:
+    inner = model
+    while isinstance(getattr(inner, "module", None), nn.Module):    # DDP, autocast, ... wrappers
+        inner = inner.module
+    return inner
+
+
+def parameterization_of(sde: sde_lib.SDE, model: nn.Module) -> Parameterization:
+    """The `Parameterization` recorded on `model` by `get_model` (the SDE's default if none)."""
+    return Parameterization(sde, **getattr(_unwrap(model), "parameterization", {}))
+
+
+def get_score_fn(sde: sde_lib.SDE, model: nn.Module, train: bool = False, y=None,
+                 parameterization: Optional[Parameterization] = None) -> Callable[[Tensor, Tensor], Tensor]:
     """Wrap `model(x, label)` into a score function `score_fn(x [B, *shape], t [B]) -> [B, *shape]`.
 
     `train=False` puts the model in eval mode (dropout off) and leaves gradients
@@ -66,12 +91,12 @@ def get_score_fn(sde: sde_lib.SDE, model: nn.Module, train: bool = False, y=None
     class; None gives the null label, i.e. the unconditional score a net trained with label
     dropout has learned. The returned function also takes `y=` per call (training passes the
     batch labels). For an unconditional net, y must be None.
+
+    `parameterization` overrides the one recorded on the model (`parameterization_of`).
     """
     model.train(train)
-    is_ve = isinstance(sde, VESDE)
-    inner = model
-    while isinstance(getattr(inner, "module", None), nn.Module):    # DDP, autocast, ... wrappers
-        inner = inner.module
+    param = parameterization_of(sde, model) if parameterization is None else parameterization
+    inner = _unwrap(model)
     conditional = getattr(inner, "num_classes", 0) > 0
     if y is not None and not conditional:
         raise ValueError("class labels y given, but the model is unconditional (model.num_classes = 0)")
@@ -80,12 +105,9 @@ def get_score_fn(sde: sde_lib.SDE, model: nn.Module, train: bool = False, y=None
     def score_fn(x: Tensor, t: Tensor, y=default_y) -> Tensor:
         if t.dim() != 1 or t.shape[0] != x.shape[0]:
             raise ValueError(f"t must have shape [B] = [{x.shape[0]}], got {tuple(t.shape)}")
-        out = model(x, noise_label(sde, t), y) if conditional else model(x, noise_label(sde, t))
-        _, std = sde.marginal_coeffs(t)
-        if is_ve:
-            return out / expand_as_batch(std, out)
-        return -out / expand_as_batch(std, out)
+        return param(model, x, t, y) if conditional else param(model, x, t)
 
     score_fn.model = model
     score_fn.sde = sde
+    score_fn.parameterization = param
     return score_fn

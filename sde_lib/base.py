@@ -59,6 +59,16 @@ class SDE(abc.ABC):
     #: check is one reduction per call; set to False on an instance to skip it.
     check_time: bool = True
 
+    #: The default network parameterisation of this SDE (what `model.prediction = "auto"` and
+    #: `model.label = "auto"` mean; see `models.parameterization`). None: the SDE declares none,
+    #: and a model on it must set both fields explicitly (never a silent VP default).
+    prediction: Optional[str] = None
+    label: Optional[str] = None
+    #: The discrete-time objective of `training.continuous = False` ("ddpm", "smld") or None.
+    discrete_objective: Optional[str] = None
+    #: The name the class is registered under (`register_sde`).
+    registered_name: Optional[str] = None
+
     def __init__(self, N: int, T: float = 1.0, eps: float = 1e-3):
         if not isinstance(N, int) or isinstance(N, bool) or N <= 0:
             raise ValueError(f"N (number of discretisation steps) must be a positive int, got {N!r}")
@@ -200,6 +210,47 @@ class SDE(abc.ABC):
         dt = self.T / self.N if dt is None else dt
         drift, diffusion = self.sde(x, t)
         return drift * dt, diffusion * math.sqrt(dt)
+
+    # ---- what differs between SDEs, asked by samplers, losses and models --------------------
+    def default_parameterization(self) -> Tuple[str, str]:
+        """(prediction, label) this SDE's networks use by default; ValueError if it declares none."""
+        if self.prediction is None or self.label is None:
+            raise ValueError(f"{type(self).__name__} declares no default network parameterisation; set "
+                             f"model.prediction and model.label explicitly (or give the class "
+                             f"`prediction` and `label` attributes)")
+        return self.prediction, self.label
+
+    def ancestral_coeffs(self, t: Tensor, dt: float) -> Tuple[Tensor, Tensor, Tensor]:
+        """(a, b^2, posterior variance), each `[B]`, of the one-step kernel from t - dt to t.
+
+        x_t | x_{t-dt} ~ N(a x_{t-dt}, b^2 I) with a = m(t)/m(t-dt), b^2 = s(t)^2 - a^2 s(t-dt)^2;
+        the posterior Var[x_{t-dt} | x_t, x_0] = b^2 s(t-dt)^2 / s(t)^2. VP overrides b^2 with
+        its DDPM beta_i (the same number, computed without cancellation).
+        """
+        m, s = self.marginal_coeffs(t)
+        m_p, s_p = self.marginal_coeffs(t - dt)
+        a = m / m_p
+        b2 = torch.clamp(s ** 2 - a ** 2 * s_p ** 2, min=0.0)
+        return a, b2, b2 * (s_p / s) ** 2
+
+    def ancestral_variance(self, b2: Tensor, post: Tensor) -> Tensor:
+        """The noise variance of an ancestral step: the posterior one (SMLD, Song et al. 2021 eq. 47);
+        VP overrides it with DDPM's b^2 = beta_i (Ho et al. 2020, sigma_t^2 = beta_t)."""
+        return post
+
+    def langevin_alpha(self, t: Tensor, dt: float) -> Tensor:
+        """alpha_i of the Langevin corrector (Song et al. 2021, Alg. 4-5), `[B]`: the squared
+        one-step mean coefficient (m(t)/m(t - dt))^2, i.e. 1 - beta_i for VP, 1 for VE."""
+        m, _ = self.marginal_coeffs(t)
+        m_p, _ = self.marginal_coeffs(torch.clamp(t - dt, min=0.0))
+        return (m / m_p) ** 2
+
+    def discrete_log_snrs(self, dtype=torch.float64) -> Tensor:
+        """lambda_k = log(m_k / s_k), k = 0..N-1, of the published N-step discrete chain this SDE is
+        the limit of (DDPM for VP, SMLD for VE), decreasing in k. The table a discrete-time model
+        (`model.label = "discrete_step"`) is conditioned on. The base SDE has none."""
+        raise ValueError(f"{type(self).__name__} has no discrete-time chain; model.label='discrete_step' "
+                         f"needs an SDE that defines discrete_log_snrs (vpsde with the linear schedule, vesde)")
 
     def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> "ReverseSDE":
         """The reverse-time SDE (or, with probability_flow=True, the probability-flow ODE)."""

@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 
 from .base import SDE, Tensor, check_positive
+from .registry import register_sde
 
 
 def _check_betas(beta_min, beta_max):
@@ -129,6 +130,7 @@ class CosineSchedule(_BetaSchedule):
         return torch.where(B <= self._B_star, t_cos, self.t_star + (B - self._B_star) / self.beta_max)
 
 
+@register_sde("vpsde", aliases=("vp",))
 class VPSDE(SDE):
     """Variance-preserving SDE (the continuous limit of DDPM).
 
@@ -137,7 +139,10 @@ class VPSDE(SDE):
     beta(t) = beta_min + t (beta_max - beta_min); schedule="cosine" uses the
     cosine schedule (see `CosineSchedule`), where beta_max caps the rate near
     t = 1 and beta_min is not used.
+
+    Networks predict the noise z (DDPM) from the label t by default; discrete training is DDPM's.
     """
+    prediction, label, discrete_objective = "eps", "t", "ddpm"
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000,
                  schedule: str = "linear", cosine_s: float = 0.008, eps: float = 1e-3, T: float = 1.0):
@@ -197,17 +202,45 @@ class VPSDE(SDE):
         f = (torch.sqrt(1.0 - beta_i) - 1.0).reshape(-1, *([1] * (x.dim() - 1))) * x
         return f, torch.sqrt(beta_i)
 
+    def ancestral_coeffs(self, t, dt):
+        """(a, b^2, posterior variance) of the one-step kernel (see `SDE.ancestral_coeffs`), with
+        b^2 = beta_i = 1 - a^2 computed without cancellation (`discrete_beta`)."""
+        m, s = self.marginal_coeffs(t)
+        m_p, s_p = self.marginal_coeffs(t - dt)
+        b2 = self.discrete_beta(t, dt)
+        return m / m_p, b2, b2 * (s_p / s) ** 2
+
+    def ancestral_variance(self, b2, post):
+        """DDPM's ancestral noise variance beta_i (Ho et al. 2020, sigma_t^2 = beta_t)."""
+        return b2
+
+    def discrete_log_snrs(self, dtype=torch.float64):
+        """lambda_k of the N-step chain, `[N]`. Linear schedule: DDPM's (Ho et al. 2020; Song et al.
+        2021's discrete VP), beta_k = linspace(beta_min/N, beta_max/N, N), alpha_bar_k =
+        prod_{j<=k} (1 - beta_j), lambda_k = 1/2 log(alpha_bar_k / (1 - alpha_bar_k)); beta 0.1..20
+        with N = 1000 is DDPM's 1e-4..0.02. Cosine: the SDE's own lambda((k + 1) T / N) (the
+        improved-DDPM chain, alpha_bar_k = alpha_bar((k + 1) / N), with this SDE's cap)."""
+        if self.schedule_name == "cosine":
+            k = torch.arange(1, self.N + 1, dtype=torch.float64)
+            return self.log_snr(k * (self.T / self.N)).to(dtype)
+        betas = torch.linspace(self.beta_min / self.N, self.beta_max / self.N, self.N, dtype=torch.float64)
+        log_abar = torch.cumsum(torch.log1p(-betas), 0)
+        return (0.5 * (log_abar - torch.log(-torch.expm1(log_abar)))).to(dtype)
+
     def __repr__(self):
         return (f"VPSDE(beta_min={self.beta_min}, beta_max={self.beta_max}, N={self.N}, "
                 f"schedule={self.schedule_name!r}, eps={self.eps})")
 
 
+@register_sde("subvpsde", aliases=("subvp", "sub-vp", "sub_vp"))
 class subVPSDE(SDE):
     """Sub-VP SDE: VP drift with g(t)^2 = beta(t) (1 - exp(-2 B(t))).
 
     Its marginal std s(t) = 1 - m(t)^2 is below the VP one for every t > 0.
-    The discretisation is the default Euler-Maruyama chain.
+    The discretisation is the default Euler-Maruyama chain; it has no discrete-time objective.
+    Networks predict the noise from the label t by default (as for VP).
     """
+    prediction, label = "eps", "t"
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000,
                  eps: float = 1e-3, T: float = 1.0):
@@ -247,6 +280,7 @@ class subVPSDE(SDE):
         return f"subVPSDE(beta_min={self.beta_min}, beta_max={self.beta_max}, N={self.N}, eps={self.eps})"
 
 
+@register_sde("vesde", aliases=("ve",))
 class VESDE(SDE):
     """Variance-exploding SDE (the continuous limit of SMLD / NCSN).
 
@@ -255,7 +289,11 @@ class VESDE(SDE):
     std is s(t) = sigma(t), i.e. p_0 is the data already perturbed by sigma_min
     (simulating the SDE from a point x0 gives variance sigma(t)^2 - sigma_min^2;
     start from N(x0, sigma_min^2 I) to get sigma(t)^2).
+
+    Networks get the label log sigma(t) and their output is divided by sigma(t) (NCSN++'s
+    scale_by_sigma) by default; discrete training is SMLD's.
     """
+    prediction, label, discrete_objective = "score_sigma", "log_sigma", "smld"
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000,
                  eps: float = 1e-5, T: float = 1.0):
@@ -300,47 +338,11 @@ class VESDE(SDE):
         prev = torch.where(t - dt > 0, self.sigma(torch.clamp(t - dt, min=0.0)), torch.zeros_like(t))
         return torch.zeros_like(x), torch.sqrt(sigma ** 2 - prev ** 2)
 
+    def discrete_log_snrs(self, dtype=torch.float64):
+        """lambda_k = -log sigma_k of SMLD's N geometric levels sigma_k = sigma_min (sigma_max /
+        sigma_min)^(k / (N - 1)) (NCSN; score_sde's discrete VE), `[N]`."""
+        log_sigma = torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), self.N, dtype=torch.float64)
+        return (-log_sigma).to(dtype)
+
     def __repr__(self):
         return f"VESDE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max}, N={self.N}, eps={self.eps})"
-
-
-_NAMES = {
-    "vpsde": "vp", "vp": "vp",
-    "subvpsde": "subvp", "subvp": "subvp", "sub-vp": "subvp", "sub_vp": "subvp",
-    "vesde": "ve", "ve": "ve",
-}
-
-
-def get_sde(config) -> SDE:
-    """Build an SDE from an ml_collections config.
-
-    Accepts a full experiment config (uses `config.sde`) or the `sde` block
-    itself, with fields: `name` ("vpsde" | "subvpsde" | "vesde"), `beta_min`,
-    `beta_max`, `schedule` ("linear" | "cosine"), `sigma_min`, `sigma_max`,
-    `N`, and optionally `eps`, `cosine_s`. Missing fields take the class defaults.
-    """
-    cfg = config.sde if hasattr(config, "sde") and not isinstance(getattr(config, "sde"), str) \
-        and hasattr(config.sde, "get") else config
-    name = cfg.get("name", None)
-    if name is None or str(name).lower() not in _NAMES:
-        raise ValueError(f"unknown SDE name {name!r}; expected one of ['vpsde', 'subvpsde', 'vesde']")
-    kind = _NAMES[str(name).lower()]
-    kw = {}
-    if cfg.get("N", None) is not None:
-        kw["N"] = cfg.N
-    if cfg.get("eps", None) is not None:
-        kw["eps"] = cfg.eps
-    if kind in ("vp", "subvp"):
-        for key in ("beta_min", "beta_max"):
-            if cfg.get(key, None) is not None:
-                kw[key] = cfg[key]
-        if kind == "vp":
-            for key in ("schedule", "cosine_s"):
-                if cfg.get(key, None) is not None:
-                    kw[key] = cfg[key]
-            return VPSDE(**kw)
-        return subVPSDE(**kw)
-    for key in ("sigma_min", "sigma_max"):
-        if cfg.get(key, None) is not None:
-            kw[key] = cfg[key]
-    return VESDE(**kw)

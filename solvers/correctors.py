@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from sde_lib import VESDE, batch_sum, expand_as_batch
+from sde_lib import batch_sum, expand_as_batch
 
 from ._common import check_choice
 
@@ -24,13 +24,10 @@ def langevin_alpha(sde, t, dt):
     VE: alpha = 1. VP: alpha_i = 1 - beta_i of the DDPM chain, i.e. the
     squared one-step mean coefficient (m(t) / m(t - dt))^2. sub-VP has the
     same mean coefficient m(t) as VP, so it gets the same alpha (the reference
-    implementation reads a DDPM-only table here and fails on sub-VP).
+    implementation reads a DDPM-only table here and fails on sub-VP). The SDE computes it
+    (`SDE.langevin_alpha`).
     """
-    if isinstance(sde, VESDE):
-        return torch.ones_like(t)
-    m, _ = sde.marginal_coeffs(t)
-    m_p, _ = sde.marginal_coeffs(torch.clamp(t - dt, min=0.0))
-    return (m / m_p) ** 2
+    return sde.langevin_alpha(t, dt)
 
 
 LANGEVIN_NORMS = ("per_sample", "batch", "expected", "kernel")

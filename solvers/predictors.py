@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from sde_lib import VPSDE, expand_as_batch
+from sde_lib import expand_as_batch
 
 
 def euler_maruyama(sde, rsde, x, t, dt, noise):
@@ -39,17 +39,9 @@ def ancestral_coeffs(sde, t, dt):
     x_t | x_{t-dt} ~ N(a x_{t-dt}, b^2 I) with a = m(t) / m(t-dt) and
     b^2 = s(t)^2 - a^2 s(t-dt)^2. For VP this is the DDPM step
     (a^2 = 1 - beta_i, b^2 = beta_i); for VE a = 1, b^2 = sigma_i^2 - sigma_{i-1}^2.
+    The SDE computes them (`SDE.ancestral_coeffs`; VP gets b^2 = beta_i without cancellation).
     """
-    t_prev = t - dt
-    m, s = sde.marginal_coeffs(t)
-    m_p, s_p = sde.marginal_coeffs(t_prev)
-    a = m / m_p
-    if isinstance(sde, VPSDE):
-        b2 = sde.discrete_beta(t, dt)              # 1 - a^2, computed without cancellation
-    else:
-        b2 = torch.clamp(s ** 2 - a ** 2 * s_p ** 2, min=0.0)
-    post = b2 * (s_p / s) ** 2                      # Var[x_{t-dt} | x_t, x_0]
-    return a, b2, post
+    return sde.ancestral_coeffs(t, dt)
 
 
 def ancestral(sde, rsde, x, t, dt, noise):
@@ -59,12 +51,13 @@ def ancestral(sde, rsde, x, t, dt, noise):
     * VP: variance b^2 = beta_i (DDPM, Ho et al. 2020, sigma_t^2 = beta_t),
     * VE: the posterior variance sigma_{i-1}^2 (sigma_i^2 - sigma_{i-1}^2) / sigma_i^2
       (SMLD ancestral, Song et al. 2021, eq. 47),
-    * sub-VP: the posterior variance b^2 s(t-dt)^2 / s(t), the same rule as VE.
+    * sub-VP: the posterior variance b^2 s(t-dt)^2 / s(t), the same rule as VE
+    (the SDE's `ancestral_variance` picks it).
     """
     a, b2, post = ancestral_coeffs(sde, t, dt)
     score = rsde.score_fn(x, t)
     mean = (x + expand_as_batch(b2, x) * score) / expand_as_batch(a, x)
-    var = b2 if isinstance(sde, VPSDE) else post
+    var = sde.ancestral_variance(b2, post)
     return mean + expand_as_batch(torch.sqrt(var), x) * noise.randn(), mean
 
 

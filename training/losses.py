@@ -24,7 +24,9 @@ Discrete (models trained on N fixed noise levels t_i = (i + 1) T / N, i ~ U{0..N
 - DDPM (VP): || s_i score + z ||^2 = || z - eps_theta(x_i, i) ||^2;
 - SMLD (VE): 1/2 || sigma_i score + z ||^2 (the sigma_i^2-weighted NCSN loss).
 Since VP.discretize keeps the chain's marginals equal to the SDE's, the level-i
-marginal of either chain is the SDE's marginal at t_i.
+marginal of either chain is the SDE's marginal at t_i. Which one an SDE has is its
+`discrete_objective` ("ddpm" for VPSDE, "smld" for VESDE, None for sub-VP); the loss scale
+of each is `DISCRETE_OBJECTIVES`.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from typing import Callable, Optional
 import torch
 
 import sde_lib
-from sde_lib import VESDE, VPSDE, expand_as_batch
+from sde_lib import expand_as_batch
 
 Tensor = torch.Tensor
 
@@ -85,22 +87,39 @@ def discrete_levels(sde: sde_lib.SDE, B: int, generator=None, dtype=torch.float3
     return (i + 1).to(dtype) * (sde.T / sde.N)
 
 
-def ddpm_loss(sde: VPSDE, score_fn, x0: Tensor, generator=None, reduce_mean: bool = False) -> Tensor:
+#: discrete objective -> (the SDE it belongs to, scale of || s_i score + z ||^2)
+DISCRETE_OBJECTIVES = {"ddpm": ("a VPSDE", 1.0), "smld": ("a VESDE", 0.5)}
+
+
+def discrete_loss_scale(sde: sde_lib.SDE, objective: Optional[str] = None) -> float:
+    """The factor of || s_i score + z ||^2 in the SDE's discrete loss (DDPM 1, SMLD 1/2).
+    ValueError if the SDE has no discrete objective (or not `objective`, when given)."""
+    have = sde.discrete_objective
+    if have not in DISCRETE_OBJECTIVES or (objective is not None and have != objective):
+        if objective is not None:
+            need = DISCRETE_OBJECTIVES[objective][0]
+            raise ValueError(f"the discrete {objective.upper()} loss needs {need}, got {type(sde).__name__}")
+        raise ValueError(f"discrete training (training.continuous=False) supports VPSDE (DDPM) and VESDE "
+                         f"(SMLD), got {type(sde).__name__}")
+    return DISCRETE_OBJECTIVES[have][1]
+
+
+def _discrete_loss(sde, score_fn, x0, generator, reduce_mean, objective):
+    scale = discrete_loss_scale(sde, objective)
+    t = discrete_levels(sde, x0.shape[0], generator, x0.dtype, x0.device)
+    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
+    loss = dsm_loss_per_sample(sde, score_fn, x0, t, z, reduce_mean).mean()
+    return loss if scale == 1.0 else scale * loss
+
+
+def ddpm_loss(sde: sde_lib.SDE, score_fn, x0: Tensor, generator=None, reduce_mean: bool = False) -> Tensor:
     """DDPM loss on the N discrete levels of a VP SDE (scalar)."""
-    if not isinstance(sde, VPSDE):
-        raise ValueError(f"the discrete DDPM loss needs a VPSDE, got {type(sde).__name__}")
-    t = discrete_levels(sde, x0.shape[0], generator, x0.dtype, x0.device)
-    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-    return dsm_loss_per_sample(sde, score_fn, x0, t, z, reduce_mean).mean()
+    return _discrete_loss(sde, score_fn, x0, generator, reduce_mean, "ddpm")
 
 
-def smld_loss(sde: VESDE, score_fn, x0: Tensor, generator=None, reduce_mean: bool = False) -> Tensor:
+def smld_loss(sde: sde_lib.SDE, score_fn, x0: Tensor, generator=None, reduce_mean: bool = False) -> Tensor:
     """SMLD/NCSN loss on the N discrete levels of a VE SDE (scalar)."""
-    if not isinstance(sde, VESDE):
-        raise ValueError(f"the discrete SMLD loss needs a VESDE, got {type(sde).__name__}")
-    t = discrete_levels(sde, x0.shape[0], generator, x0.dtype, x0.device)
-    z = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-    return 0.5 * dsm_loss_per_sample(sde, score_fn, x0, t, z, reduce_mean).mean()
+    return _discrete_loss(sde, score_fn, x0, generator, reduce_mean, "smld")
 
 
 def get_loss_fn(sde: sde_lib.SDE, continuous: bool = True, reduce_mean: bool = False,
@@ -120,9 +139,7 @@ def get_loss_fn(sde: sde_lib.SDE, continuous: bool = True, reduce_mean: bool = F
         return loss_fn
     if likelihood_weighting:
         raise ValueError("likelihood_weighting applies to the continuous loss only (training.continuous=True)")
-    if isinstance(sde, VPSDE):
-        return lambda score_fn, x0, generator=None: ddpm_loss(sde, score_fn, x0, generator, reduce_mean)
-    if isinstance(sde, VESDE):
-        return lambda score_fn, x0, generator=None: smld_loss(sde, score_fn, x0, generator, reduce_mean)
-    raise ValueError(f"discrete training (training.continuous=False) supports VPSDE (DDPM) and VESDE (SMLD), "
-                     f"got {type(sde).__name__}")
+    discrete_loss_scale(sde)                     # raises for an SDE without a discrete objective
+    objective = sde.discrete_objective
+    return lambda score_fn, x0, generator=None: _discrete_loss(sde, score_fn, x0, generator, reduce_mean,
+                                                               objective)

@@ -19,7 +19,7 @@ import torch
 from models import get_score_fn
 
 from .distributed import sample_seeds
-from .losses import dsm_loss_per_sample, discrete_levels
+from .losses import discrete_levels, discrete_loss_scale, dsm_loss_per_sample
 
 
 class Monitor:
@@ -61,8 +61,8 @@ class Monitor:
             losses.append(dsm_loss_per_sample(self.sde, score_fn, x0, t, z, tc.reduce_mean,
                                               tc.likelihood_weighting and tc.continuous).double().cpu())
         v = torch.cat(losses)
-        if not tc.continuous and type(self.sde).__name__ == "VESDE":
-            v = 0.5 * v
+        if not tc.continuous and discrete_loss_scale(self.sde) != 1.0:      # SMLD's 1/2
+            v = discrete_loss_scale(self.sde) * v
         se = (v.std() / math.sqrt(v.numel())).item() if v.numel() > 1 else float("nan")
         return v.mean().item(), se
 
