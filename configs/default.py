@@ -71,6 +71,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.progressive_combine = config_dict.placeholder(str)  # sum | cat
     model.downsample_padding = config_dict.placeholder(str)  # symmetric | right_bottom
     model.exact_groups = config_dict.placeholder(bool)       # exactly num_groups GroupNorm groups
+    model.center_input = config_dict.placeholder(bool)       # the net maps its [0, 1] input to 2u - 1 itself
     model.hidden = 128           # mlp
     model.num_blocks = 3         # mlp
     model.embed_dim = 64         # mlp

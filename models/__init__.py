@@ -14,7 +14,8 @@ from .utils import get_model, get_score_fn, model_names, noise_label, parameteri
 # U-Net options of the published networks (models/unet.py), all off unless a family or config sets them
 _OPTIONS = dict(up_attention="per_block", resample_skip_conv=False, fourier_mult=1, fir=False,
                 fir_kernel=(1, 3, 3, 1), progressive="none", progressive_input="none", progressive_combine="sum",
-                downsample_padding="symmetric", exact_groups=False, fourier_product="2pi_l_W")
+                downsample_padding="symmetric", exact_groups=False, fourier_product="2pi_l_W",
+                center_input=False)
 _FAMILY_DEFAULTS = {
     # NCSN++: Fourier embedding of the noise label, BigGAN-style resampling blocks.
     "ncsnpp": dict(embedding_type="fourier", resblock_type="biggan", skip_rescale=True),

@@ -38,7 +38,9 @@ Options for the published networks (all off by default; see docs/guide/published
   that image, no final norm/conv); residual keeps a feature pyramid, upsampled by a conv Upsample,
   summed into h (the lowest level starts it with conv(act(norm(h))));
 - `downsample_padding` "right_bottom": the strided conv pads right/bottom only (TF "SAME");
-- `exact_groups`: exactly num_groups GroupNorm groups (DDPM, diffusers) instead of "at most".
+- `exact_groups`: exactly num_groups GroupNorm groups (DDPM, diffusers) instead of "at most";
+- `center_input`: the network maps its input u in [0, 1] to 2u - 1 first (score_sde's VE models,
+  trained on [0, 1] data: `model.data_range = (0, 1)` feeds it u, see models/parameterization.py).
 """
 from __future__ import annotations
 
@@ -93,7 +95,7 @@ class UNet(nn.Module):
                  fourier_mult: int = 1, fir: bool = False, fir_kernel=(1, 3, 3, 1), progressive: str = "none",
                  progressive_input: str = "none", progressive_combine: str = "sum",
                  downsample_padding: str = "symmetric", exact_groups: bool = False,
-                 fourier_product: str = "2pi_l_W"):
+                 fourier_product: str = "2pi_l_W", center_input: bool = False):
         super().__init__()
         ch_mult = tuple(int(m) for m in ch_mult)
         attn_resolutions = tuple(int(r) for r in attn_resolutions)
@@ -117,6 +119,7 @@ class UNet(nn.Module):
             raise ValueError(f"model.fourier_mult must be an int >= 1, got {fourier_mult!r}")
         self.image_size, self.num_channels = image_size, num_channels
         self.progressive, self.progressive_input, self.skip_rescale = progressive, progressive_input, skip_rescale
+        self.center_input = bool(center_input)
         temb_dim = 4 * nf
         embed_dim = nf * fourier_mult if embedding_type == "fourier" else nf
         self.embed = make_embedding(embedding_type, embed_dim, fourier_scale, positional_scale, fourier_product)
@@ -207,6 +210,8 @@ class UNet(nn.Module):
             raise ValueError(f"UNet expects input [B, {self.num_channels}, {self.image_size}, "
                              f"{self.image_size}], got {tuple(x.shape)}")
         temb = self.label_embed(self.temb_mlp(self.embed(label.to(x.dtype))), y)
+        if self.center_input:      # a network of [0, 1] data (model.data_range) that centres its input itself
+            x = 2 * x - 1
         h = self.conv_in(x)
         hs = [h]
         pyramid = x
