@@ -21,6 +21,9 @@ Modes:
   train_classifier  the classifier of config.classifier (noise-conditional for guidance, or a clean-data
           judge) into workdir/<classifier.dir>/; sample takes sampling.class_label / guidance / guidance_scale
   inpaint, colorize  on test images with config.inpaint (mask spec, sampler) into <mode>/step<N>-.../
+  import  a published checkpoint into a new run directory: --config configs/pretrained/<name>.py
+          --config.pretrained.checkpoint=FILE (a score_sde .pth or a diffusers .safetensors/.bin);
+          then sample, eval, compare, inpaint run on it (runner/importer.py)
   all     train, then sample, then eval (what `python run.py` with no arguments does)
 
 Once a workdir has been trained, --config is optional: every mode loads workdir/config.py, and
@@ -46,10 +49,11 @@ from runner.sample import run_sample
 from runner.train import run_train
 from runner.train_classifier import run_train_classifier
 from runner.inpaint import run_inpaint
+from runner.importer import check_import_args, run_import
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 DEFAULT_WORKDIR = os.path.join("runs", "demo")
-MODES = ("train", "sample", "eval", "compare", "train_classifier", "inpaint", "colorize", "all")
+MODES = ("train", "sample", "eval", "compare", "train_classifier", "inpaint", "colorize", "import", "all")
 
 
 def parse_args(argv):
@@ -100,6 +104,8 @@ def main(argv=None) -> int:
         args, overrides = parse_args(argv)
         from training.loop import check_workdir
         check_workdir(args.workdir)
+        if args.mode == "import":
+            check_import_args(args)
         config, _ = resolve_config(args.config, overrides, args.workdir, DEFAULT_CONFIG)
         validate_config(config)
         from training.distributed import env_world
@@ -133,6 +139,8 @@ def main(argv=None) -> int:
             run_train_classifier(config, workdir)
         if args.mode in ("inpaint", "colorize"):
             run_inpaint(config, workdir, task=args.mode, checkpoint=args.checkpoint)
+        if args.mode == "import":
+            run_import(config, workdir)
         if args.mode == "all" and os.environ.get("RANK", "0") == "0":
             print(f"done in {time.time() - t0:.0f}s; outputs in {os.path.abspath(workdir)}: config.py, checkpoints/, "
                   f"metrics.jsonl, loss.png, samples/, eval/")

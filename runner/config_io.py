@@ -104,6 +104,9 @@ def validate_config(config) -> None:
     if "inpaint" in config:
         from .inpaint import check_inpaint_config
         check_inpaint_config(config)
+    if "pretrained" in config:               # published checkpoints (issue 18)
+        from .importer import validate_pretrained
+        validate_pretrained(config.pretrained)
     if config.training.num_threads < 0:
         raise ValueError(f"config.training.num_threads must be >= 0 (0: torch default), "
                          f"got {config.training.num_threads!r}")

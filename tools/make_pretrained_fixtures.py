@@ -194,6 +194,11 @@ def make_score_sde_fixtures(ref: str, out: str):
         mean, std = sde.marginal_prob(x0, t)
         x = mean + std[:, None, None, None] * torch.randn(x0.shape, generator=gen)
         outputs = {"x": x, "t": t}
+        # VP / sub-VP: the reference's score at float64 times. Its std, sqrt(1 - exp(2 log m)) (VP) and
+        # 1 - exp(2 log m) (sub-VP), cancels in float32 at small t (2.4e-4 relative at t = 1e-3 for
+        # sub-VP); with float64 t the same code computes it in float64 (the network still runs in float32:
+        # its sinusoidal embedding casts the label). VE's Fourier layer needs float32 labels.
+        t_score = t if sde_name == "vesde" else t.double()
         for which in ("model", "ema"):
             if which == "ema":
                 ema.copy_to(model.parameters())
@@ -202,7 +207,8 @@ def make_score_sde_fixtures(ref: str, out: str):
                 label = std if sde_name == "vesde" else t * 999
                 outputs[f"{which}_label"] = label
                 outputs[f"{which}_net"] = model(x, label)
-                outputs[f"{which}_score"] = score_fn(x, t)
+                outputs[f"{which}_score"] = score_fn(x, t_score).float()
+                outputs[f"{which}_score_float32_times"] = score_fn(x, t)
         torch.save(outputs, os.path.join(out, f"{name}.outputs.pt"))
         manifest[name] = dict(format="score_sde", reference_config=module, sde=sde_name,
                               centered=bool(config.data.centered), image_size=size, nf=config.model.nf,
