@@ -30,26 +30,37 @@ Once a workdir has been trained, --config is optional: every mode loads workdir/
 overrides of model, sde or data fields are refused. --checkpoint STEP picks the checkpoint of
 sample, eval and compare (default: the latest). Any config field can be overridden:
 --config.training.n_iters=2000 (or "--config.training.n_iters 2000"). Bad flags or values end
-with one line `error: ...` on stderr and exit status 2 (before any directory is created); a
-diverged training or sampling run exits with status 1. Multi-process: torchrun
+with one line `error: ...` on stderr and exit status 2 (before any directory is created; see
+configs/errors.py: only the project's InputError/ConfigError, any other exception is a bug and keeps its
+traceback); a diverged training or sampling run exits with status 1. Multi-process: torchrun
 --nproc_per_node=N run.py ... (see training/distributed.py).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 
+import torch
+
+from configs.errors import InputError
+from configs.schema import validate_config
+from runner.common import RunFailed
 from runner.compare import run_compare
-from runner.config_io import apply_override, load_config, validate_config  # noqa: F401 (public: bench/ uses run.load_config)
-from runner.rundir import resolve_config
+from runner.config_io import apply_override, load_config  # noqa: F401 (public: bench/ uses run.load_config)
 from runner.evaluate import run_eval
+from runner.importer import check_import_args, run_import
+from runner.inpaint import run_inpaint
+from runner.rundir import has_checkpoint, resolve_config
 from runner.sample import run_sample
 from runner.train import run_train
 from runner.train_classifier import run_train_classifier
-from runner.inpaint import run_inpaint
-from runner.importer import check_import_args, run_import
+from training import NonFiniteLossError, distributed
+from training.checkpoint import find_checkpoint
+from training.loop import check_workdir
+from training.workdir import clean_stale_temp
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 DEFAULT_WORKDIR = os.path.join("runs", "demo")
@@ -72,27 +83,26 @@ def parse_args(argv):
     while i < len(rest):
         arg = rest[i]
         if not arg.startswith("--config."):
-            raise ValueError(f"unrecognised argument {arg!r}; expected --config FILE, --workdir DIR, "
+            raise InputError(f"unrecognised argument {arg!r}; expected --config FILE, --workdir DIR, "
                              f"--mode {{{','.join(MODES)}}}, --checkpoint STEP or --config.<field>=<value>")
         if "=" in arg:
             key, val = arg[2:].split("=", 1)
         else:
             if i + 1 >= len(rest):
-                raise ValueError(f"{arg} needs a value (--config.<field>=<value>)")
+                raise InputError(f"{arg} needs a value (--config.<field>=<value>)")
             key, val = arg[2:], rest[i + 1]
             i += 1
         overrides.append((key[len("config."):], val))
         i += 1
     if args.mode not in MODES:
-        raise ValueError(f"unknown mode {args.mode!r}; expected one of {list(MODES)}")
+        raise InputError(f"unknown mode {args.mode!r}; expected one of {list(MODES)}")
     if args.checkpoint is not None:
-        try:
-            args.checkpoint = int(args.checkpoint)
-            assert args.checkpoint >= 0
-        except (ValueError, AssertionError):
-            raise ValueError(f"--checkpoint must be a step (an int >= 0), got {args.checkpoint!r}") from None
+        text = str(args.checkpoint).strip()
+        if not text.isdigit():
+            raise InputError(f"--checkpoint must be a step (an int >= 0), got {args.checkpoint!r}")
+        args.checkpoint = int(text)
         if args.mode in ("train", "all"):
-            raise ValueError(f"--checkpoint picks the checkpoint of sample, eval and compare; --mode {args.mode} "
+            raise InputError(f"--checkpoint picks the checkpoint of sample, eval and compare; --mode {args.mode} "
                              f"trains (and resumes from the latest checkpoint)")
     return args, overrides
 
@@ -102,29 +112,23 @@ def main(argv=None) -> int:
     workdir, existed = None, True
     try:
         args, overrides = parse_args(argv)
-        from training.loop import check_workdir
         check_workdir(args.workdir)
         if args.mode == "import":
             check_import_args(args)
         config, _ = resolve_config(args.config, overrides, args.workdir, DEFAULT_CONFIG)
         validate_config(config)
-        from training.distributed import env_world
-        if env_world().world_size > 1 and args.mode in ("train_classifier", "inpaint", "colorize"):
-            raise ValueError(f"--mode {args.mode} does not shard its work over processes yet; under torchrun "
+        if distributed.env_world().world_size > 1 and args.mode in ("train_classifier", "inpaint", "colorize"):
+            raise InputError(f"--mode {args.mode} does not shard its work over processes yet; under torchrun "
                              f"use --mode train, sample, eval, compare or all, and run {args.mode} with one process")
         if args.mode in ("sample", "eval", "compare"):
-            from training.checkpoint import find_checkpoint
             find_checkpoint(os.path.join(args.workdir, "checkpoints"), args.checkpoint)
-        import torch
         if config.training.num_threads > 0:
-            from training.distributed import thread_share
-            threads, note = thread_share(config.training.num_threads)
-            if note and env_world().rank == 0:
+            threads, note = distributed.thread_share(config.training.num_threads)
+            if note and distributed.env_world().rank == 0:
                 print(note)
             torch.set_num_threads(threads)
         workdir, existed = args.workdir, os.path.isdir(args.workdir)
         if os.path.isdir(workdir):
-            from training.workdir import clean_stale_temp
             clean_stale_temp(workdir)            # leftovers of killed processes (their pid is dead)
         t0 = time.time()
         if args.mode in ("train", "all"):
@@ -145,18 +149,14 @@ def main(argv=None) -> int:
             print(f"done in {time.time() - t0:.0f}s; outputs in {os.path.abspath(workdir)}: config.py, checkpoints/, "
                   f"metrics.jsonl, loss.png, samples/, eval/")
         return 0
-    except ValueError as e:
+    except InputError as e:          # bad flags, config values, files: one line, exit 2
         _discard_new_workdir(workdir, existed)
         _error(e)
         return 2
-    except RuntimeError as e:
-        from runner.common import RunFailed
-        from training import NonFiniteLossError
-        if isinstance(e, (NonFiniteLossError, RunFailed)):
-            _discard_new_workdir(workdir, existed)
-            _error(e)
-            return 1
-        raise
+    except (NonFiniteLossError, RunFailed) as e:     # a run that diverged: one line, exit 1
+        _discard_new_workdir(workdir, existed)
+        _error(e)
+        return 1
     except OSError as e:     # disk full, permissions changed mid-run, ...: one line, not a traceback
         _discard_new_workdir(workdir, existed)
         _error(f"{type(e).__name__}: {e}")
@@ -165,7 +165,6 @@ def main(argv=None) -> int:
         print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
     finally:
-        from training import distributed
         distributed.shutdown()
 
 
@@ -179,9 +178,7 @@ def _discard_new_workdir(workdir, existed):
     """A command that failed in a workdir it created leaves nothing behind unless it wrote a checkpoint."""
     if workdir is None or existed or not os.path.isdir(workdir):
         return
-    from runner.rundir import has_checkpoint
     if not has_checkpoint(workdir):
-        import shutil
         shutil.rmtree(workdir, ignore_errors=True)
 
 

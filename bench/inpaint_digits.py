@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 import models  # noqa: E402
 import solvers  # noqa: E402
 from runner.config_io import load_config  # noqa: E402
-from runner.inpaint import make_mask  # noqa: E402
+from solvers import make_mask  # noqa: E402
 from training import restore_model  # noqa: E402
 from training.classifier import restore_classifier  # noqa: E402
 from training.data import get_dataset  # noqa: E402

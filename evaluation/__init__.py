@@ -5,11 +5,11 @@ Imports training.data (data sets, labels) and solvers (sliced W1); imported by r
 """
 from .features import FeatureExtractor, FeatureNet, FeatureSettings, get_feature_extractor
 from .labels import dataset_labels
-from .metrics import (density_coverage, frechet_distance, kernel_inception_distance, label_histogram,
+from .metrics import (METRICS, Metric, density_coverage, frechet_distance, kernel_inception_distance, label_histogram,
                       label_histogram_tv, precision_recall)
-from .suite import LOWER_IS_BETTER, SampleEvaluator, oracle_metrics, quantise
+from .suite import SampleEvaluator, oracle_metrics, quantise
 
 __all__ = ["FeatureExtractor", "FeatureNet", "FeatureSettings", "get_feature_extractor", "dataset_labels",
            "frechet_distance", "kernel_inception_distance", "precision_recall", "density_coverage",
            "label_histogram", "label_histogram_tv", "SampleEvaluator", "oracle_metrics", "quantise",
-           "LOWER_IS_BETTER"]
+           "METRICS", "Metric"]

@@ -23,6 +23,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 from torch import nn
+from configs.errors import InputError
 
 Tensor = torch.Tensor
 FEATURE_DIM = 64
@@ -142,7 +143,7 @@ def get_feature_extractor(ds, labels: Optional[Tuple[Tensor, Tensor]], cache_dir
                                 "note": "no labels: randomly initialised FeatureNet (fixed seed), untrained"})
     ytr, yte = (torch.as_tensor(y).long() for y in labels)
     if ytr.shape[0] != ds.train.shape[0] or yte.shape[0] != ds.test.shape[0]:
-        raise ValueError(f"labels ({ytr.shape[0]} train, {yte.shape[0]} test) do not match the data "
+        raise InputError(f"labels ({ytr.shape[0]} train, {yte.shape[0]} test) do not match the data "
                          f"({ds.train.shape[0]} train, {ds.test.shape[0]} test)")
     num_classes = int(max(ytr.max(), yte.max())) + 1
     cache_dir = cache_dir or DEFAULT_CACHE

@@ -5,6 +5,7 @@ opted into); nothing here downloads anything by itself."""
 from __future__ import annotations
 
 import torch
+from configs.errors import InputError
 
 Tensor = torch.Tensor
 INSTALL_HINT = ('Inception FID/KID needs the optional extra: pip install -e ".[fid]" '
@@ -14,7 +15,7 @@ INSTALL_HINT = ('Inception FID/KID needs the optional extra: pip install -e ".[f
 def check_inception_shape(shape) -> None:
     """Inception metrics are defined for RGB images of at least 32x32 (they are resized to 299)."""
     if len(shape) != 3 or shape[0] != 3 or min(shape[1:]) < 32:
-        raise ValueError(f"Inception FID/KID needs 3-channel images of at least 32x32, got data of shape "
+        raise InputError(f"Inception FID/KID needs 3-channel images of at least 32x32, got data of shape "
                          f"{tuple(shape)}; use the data set's own feature network (the default) instead")
 
 
@@ -25,7 +26,7 @@ class InceptionFeatures:
         try:
             from pytorch_fid.inception import InceptionV3
         except ImportError:
-            raise ValueError(INSTALL_HINT) from None
+            raise InputError(INSTALL_HINT) from None
         self.net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True,
                                normalize_input=True).eval().to(device)
         self.device = device

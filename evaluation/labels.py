@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from training import data as data_lib
+from training import readers
+from configs.errors import InputError
 
 Tensor = torch.Tensor
 
@@ -27,13 +29,13 @@ def dataset_labels(config, ds) -> Optional[Tuple[Tensor, Tensor]]:
         y = torch.as_tensor(load_digits().target).long()
         return data_lib.split(y, tf, seed)
     if ds.name == "fashion_mnist":
-        directory = d.get("path", None) or data_lib.FASHION_MNIST_DIR
+        directory = d.get("path", None) or readers.FASHION_MNIST_DIR
         out = []
         for stem in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
-            path = data_lib._find(directory, stem)
-            y = data_lib.read_idx(path)
+            path = readers._find(directory, stem)
+            y = readers.read_idx(path)
             if y.ndim != 1:
-                raise ValueError(f"{path}: expected labels [N], got shape {y.shape}")
+                raise InputError(f"{path}: expected labels [N], got shape {y.shape}")
             out.append(torch.as_tensor(y.astype(np.int64)))
         return out[0], out[1]
     if ds.name == "array" and str(d.get("path", "")).endswith(".npz"):
@@ -44,7 +46,7 @@ def dataset_labels(config, ds) -> Optional[Tuple[Tensor, Tensor]]:
             y = np.asarray(z[key])
         n = ds.train.shape[0] + ds.test.shape[0]
         if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
-            raise ValueError(f"{d.path!r}: label array {key!r} must hold {n} non-negative integers "
+            raise InputError(f"{d.path!r}: label array {key!r} must hold {n} non-negative integers "
                              f"(one per example), got shape {y.shape}, dtype {y.dtype}")
         return data_lib.split(torch.as_tensor(y.astype(np.int64)), tf, seed)
     return None

@@ -21,28 +21,53 @@ are installed.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
+from configs.errors import InputError
+
+
+class Metric(NamedTuple):
+    """One row of the metric table: its display title and which way is better."""
+    title: str
+    lower_is_better: bool
+
+
+#: The one metric table of `SampleEvaluator` and the compare report (display order). A new metric
+#: is a function here, a line in `SampleEvaluator.evaluate`, and a row here.
+METRICS: Dict[str, Metric] = {
+    "fd": Metric("FD (features)", True),
+    "kid": Metric("KID (features)", True),
+    "precision": Metric("precision (k=3)", False),
+    "recall": Metric("recall (k=3)", False),
+    "density": Metric("density (k=5)", False),
+    "coverage": Metric("coverage (k=5)", False),
+    "label_tv": Metric("label-histogram TV", True),
+    "sliced_w1": Metric("sliced W1 (data space)", True),
+    "dlogp": Metric("dlogp (exact log-density gap)", False),
+    "component_tv": Metric("component TV (exact)", True),
+    "inception_fd": Metric("Inception FD", True),
+    "inception_kid": Metric("Inception KID", True),
+}
 
 Tensor = torch.Tensor
 
 
 def _as_features(name: str, x: Tensor) -> Tensor:
     if not torch.is_tensor(x) or x.dim() != 2:
-        raise ValueError(f"{name} must be a feature tensor [n, d], got "
+        raise InputError(f"{name} must be a feature tensor [n, d], got "
                          f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
     if x.shape[0] < 2:
-        raise ValueError(f"{name} needs at least 2 rows, got {x.shape[0]}")
+        raise InputError(f"{name} needs at least 2 rows, got {x.shape[0]}")
     if not torch.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or inf values")
+        raise InputError(f"{name} holds NaN or inf values")
     return x.detach().to(torch.float64)
 
 
 def _pair(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
     a, b = _as_features("reference features", a), _as_features("sample features", b)
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature dimensions differ: {a.shape[1]} (reference) vs {b.shape[1]} (samples)")
+        raise InputError(f"feature dimensions differ: {a.shape[1]} (reference) vs {b.shape[1]} (samples)")
     return a, b
 
 
@@ -94,7 +119,7 @@ def kernel_inception_distance(ref: Tensor, x: Tensor, subset_size: Optional[int]
     n = min(a.shape[0], b.shape[0])
     m = min(1000, max(2, n // 8)) if subset_size is None else int(subset_size)
     if not 2 <= m <= n:
-        raise ValueError(f"KID subset_size must lie in [2, {n}] (the smaller set's size), got {subset_size!r}")
+        raise InputError(f"KID subset_size must lie in [2, {n}] (the smaller set's size), got {subset_size!r}")
     blocks = n // m
     ia = torch.randperm(a.shape[0], generator=generator)[:blocks * m].view(blocks, m)
     ib = torch.randperm(b.shape[0], generator=generator)[:blocks * m].view(blocks, m)
@@ -106,7 +131,7 @@ def kernel_inception_distance(ref: Tensor, x: Tensor, subset_size: Optional[int]
 def _kth_neighbour_radius(x: Tensor, k: int) -> Tensor:
     """Distance from each row of x to its k-th nearest other row, `[n]`."""
     if not 1 <= k < x.shape[0]:
-        raise ValueError(f"k must lie in [1, {x.shape[0] - 1}] for a set of {x.shape[0]} points, got {k}")
+        raise InputError(f"k must lie in [1, {x.shape[0] - 1}] for a set of {x.shape[0]} points, got {k}")
     d = torch.cdist(x, x)
     return d.kthvalue(k + 1, dim=1).values       # the 1st smallest is the point itself (0)
 

@@ -21,18 +21,17 @@ from typing import Optional
 
 import torch
 
-from . import metrics as M
+import evaluation.metrics as M
+from solvers.metrics import component_tv, dlogp, sliced_wasserstein
+from training.levels import levels_to_model, model_to_levels
+from configs.errors import InputError
 
 Tensor = torch.Tensor
-LOWER_IS_BETTER = {"fd": True, "kid": True, "precision": False, "recall": False, "density": False,
-                   "coverage": False, "label_tv": True, "sliced_w1": True, "dlogp": False, "component_tv": True,
-                   "inception_fd": True, "inception_kid": True}
 
 
 def quantise(x: Tensor, num_levels: int = 256) -> Tensor:
     """Model-space image -> the centre of its bin among the data's `num_levels` levels,
     (2 k + 1)/L - 1 with k = floor((x + 1) L/2) clamped to 0..L-1 (L = 256: the 8-bit bins)."""
-    from training.levels import levels_to_model, model_to_levels
     return levels_to_model(model_to_levels(x, num_levels), num_levels)
 
 
@@ -44,7 +43,6 @@ def oracle_metrics(x: Tensor, ref: Tensor, distribution) -> dict:
     positive when they collapse onto the modes; component_tv = total variation between the
     samples' component frequencies and the mixture weights (`solvers.metrics.component_tv`).
     """
-    from solvers.metrics import component_tv, dlogp
     d = dlogp(x.double(), distribution.log_prob, ref.double())
     return {"dlogp": d.value, "dlogp_se": d.se, "component_tv": component_tv(x.double(), distribution)}
 
@@ -76,7 +74,7 @@ class SampleEvaluator:
 
     def evaluate(self, x: Tensor) -> dict:
         if x.shape[1:] != self.reference.shape[1:]:
-            raise ValueError(f"samples of shape {tuple(x.shape[1:])} do not match the reference "
+            raise InputError(f"samples of shape {tuple(x.shape[1:])} do not match the reference "
                              f"{tuple(self.reference.shape[1:])}")
         if not torch.isfinite(x).all():
             return {"finite": False}
@@ -92,7 +90,6 @@ class SampleEvaluator:
             k = self.extractor.num_classes
             out["label_tv"] = M.label_histogram_tv(self.ref_labels, pred, k)
             out["label_hist"] = M.label_histogram(pred, k).tolist()
-        from solvers import sliced_wasserstein
         out["sliced_w1"] = sliced_wasserstein(x, self.reference, generator=self._gen(2))
         if self.distribution is not None:
             out.update(oracle_metrics(x, self.reference, self.distribution))

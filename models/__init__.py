@@ -4,7 +4,7 @@ Gaussian-mixture score, and the adapter from a network to a `score_fn`.
 Imports sde_lib only (never solvers or training).
 """
 from .analytic import GaussianMixture
-from .classifier import EncoderClassifier, MLPClassifier, get_classifier, get_classifier_fn
+from .classifier import CLASSIFIERS, EncoderClassifier, MLPClassifier, get_classifier, get_classifier_fn
 from .mlp import ScoreMLP
 from .unet import UNet
 from .discrete import DiscreteTimeLabel
@@ -37,15 +37,13 @@ def _unet_builder(family):
         m = config.model
         kw = dict(_OPTIONS, **_FAMILY_DEFAULTS[family])
         for key in ("embedding_type", "resblock_type", "skip_rescale", *_OPTIONS):
-            if m.get(key, None) is not None:
+            if m[key] is not None:
                 kw[key] = tuple(m[key]) if key == "fir_kernel" else m[key]
         return UNet(image_size=config.data.image_size, num_channels=config.data.num_channels,
                     nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
-                    attn_resolutions=tuple(m.attn_resolutions), dropout=m.get("dropout", 0.0),
-                    fourier_scale=m.get("fourier_scale", 16.0),
-                    positional_scale=m.get("positional_scale", 1000.0),
-                    num_groups=m.get("num_groups", 32), resamp_with_conv=m.get("resamp_with_conv", True),
-                    num_classes=m.get("num_classes", 0), **kw)
+                    attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
+                    fourier_scale=m.fourier_scale, positional_scale=m.positional_scale,
+                    num_groups=m.num_groups, resamp_with_conv=m.resamp_with_conv, num_classes=m.num_classes, **kw)
     return build
 
 
@@ -54,12 +52,11 @@ for _family in _FAMILY_DEFAULTS:
 @register_model("mlp")
 def _build_mlp(config):
     m = config.model
-    return ScoreMLP(dim=config.data.dim, hidden=m.get("hidden", 128), num_blocks=m.get("num_blocks", 3),
-                    dropout=m.get("dropout", 0.0), embedding_type=m.get("embedding_type", None) or "fourier",
-                    embed_dim=m.get("embed_dim", 64), fourier_scale=m.get("fourier_scale", 16.0),
-                    positional_scale=m.get("positional_scale", 1000.0), num_classes=m.get("num_classes", 0))
+    return ScoreMLP(dim=config.data.dim, hidden=m.hidden, num_blocks=m.num_blocks, dropout=m.dropout,
+                    embedding_type=m.embedding_type or "fourier", embed_dim=m.embed_dim,
+                    fourier_scale=m.fourier_scale, positional_scale=m.positional_scale, num_classes=m.num_classes)
 
 
-__all__ = ["DiscreteTimeLabel", "EncoderClassifier", "MLPClassifier", "get_classifier", "get_classifier_fn",
-           "GaussianMixture", "Parameterization", "ScoreMLP", "UNet", "get_model", "get_score_fn", "model_names",
-           "noise_label", "parameterization_of", "register_model"]
+__all__ = ["CLASSIFIERS", "DiscreteTimeLabel", "EncoderClassifier", "MLPClassifier", "get_classifier",
+           "get_classifier_fn", "GaussianMixture", "Parameterization", "ScoreMLP", "UNet", "get_model", "get_score_fn",
+           "model_names", "noise_label", "parameterization_of", "register_model"]

@@ -88,6 +88,9 @@ class MLPClassifier(nn.Module):
         return self.head(F.silu(self.norm_out(h)))
 
 
+CLASSIFIERS = ("encoder", "mlp")
+
+
 def get_classifier(config) -> nn.Module:
     """The classifier of `config.classifier` for the data of `config.data` (images: encoder, vectors: MLP)."""
     c, d = config.classifier, config.data
@@ -95,12 +98,11 @@ def get_classifier(config) -> nn.Module:
     if c.name == "encoder":
         return EncoderClassifier(d.image_size, d.num_channels, K, nf=c.nf, ch_mult=tuple(c.ch_mult),
                                  num_res_blocks=c.num_res_blocks, dropout=c.dropout,
-                                 embedding_type=c.get("embedding_type", None) or "positional",
-                                 num_groups=c.get("num_groups", 32))
+                                 embedding_type="positional", num_groups=c.num_groups)
     if c.name == "mlp":
         return MLPClassifier(d.dim, K, hidden=c.hidden, num_blocks=c.num_blocks, dropout=c.dropout,
-                             embedding_type=c.get("embedding_type", None) or "fourier")
-    raise ValueError(f"unknown classifier name {c.name!r}; expected one of ['encoder', 'mlp']")
+                             embedding_type="fourier")
+    raise ValueError(f"unknown classifier name {c.name!r}; expected one of {list(CLASSIFIERS)}")
 
 
 def get_classifier_fn(sde, classifier: nn.Module, noise_conditional: bool = True):

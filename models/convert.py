@@ -20,6 +20,8 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
+from configs.errors import InputError
+
 from .layers import AttnBlock, ResBlock
 from .resample import Downsample, Upsample
 from .unet import Combine, PyramidHead, UNet
@@ -27,7 +29,10 @@ from .unet import Combine, PyramidHead, UNet
 Tensor = torch.Tensor
 
 
-class ConversionError(ValueError):
+FORMATS = ("score_sde", "diffusers")      # config.pretrained.format
+
+
+class ConversionError(InputError):
     """Weights that do not fit the network built from the config."""
 
 

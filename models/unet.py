@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from .layers import (AttnBlock, Downsample, LabelEmbedding, ResBlock, Upsample, group_norm, make_embedding,
                      zero_module)
 
-_CHOICES = dict(resblock_type=("ddpm", "biggan"), up_attention=("per_block", "per_level"),
+UNET_CHOICES = _CHOICES = dict(resblock_type=("ddpm", "biggan"), up_attention=("per_block", "per_level"),
                 progressive=("none", "output_skip", "residual"), progressive_input=("none", "input_skip", "residual"),
                 progressive_combine=("sum", "cat"), downsample_padding=("symmetric", "right_bottom"))
 

@@ -18,6 +18,13 @@ instead of rows. Modes not sharded this way are refused under torchrun in run.py
 from __future__ import annotations
 
 import os
+from .rundir import new_run_dir
+from training import distributed
+from training import restore_model
+from training.device import resolve_device
+from training.workdir import temp_name
+import models
+import sde_lib
 
 
 class RunFailed(RuntimeError):
@@ -42,9 +49,7 @@ def json_safe(v):
 
 def setup(config):
     """(device, DistInfo) of this command: resolves config.device and joins torchrun's group."""
-    from training import distributed
-    from training.device import resolve_device
-    device = resolve_device(config.get("device", "auto"))
+    device = resolve_device(config.device)
     return device, distributed.init(device)
 
 
@@ -52,9 +57,6 @@ def restored_score_fn(config, workdir, use_ema, checkpoint=None, device=None):
     """(sde, model, score_fn, step, checkpoint path) of the checkpoint of step `checkpoint`
     (None: the latest) in `workdir`, with the model on `device`. Never DDP-wrapped: solvers
     (adaptive ones included) run per rank on a plain module."""
-    import models
-    import sde_lib
-    from training import restore_model
     sde = sde_lib.get_sde(config)
     model, step, ckpt = restore_model(config, workdir, use_ema=use_ema, step=checkpoint, device=device)
     return sde, model, models.get_score_fn(sde, model), step, ckpt
@@ -62,8 +64,6 @@ def restored_score_fn(config, workdir, use_ema, checkpoint=None, device=None):
 
 def run_dir(workdir, kind, step, tag):
     """A fresh `workdir/<kind>/step<step>-<tag>-<NNN>/`, created by rank 0, path on every rank."""
-    from training import distributed
-    from .rundir import new_run_dir
     here = distributed.current()
     return distributed.broadcast_object(new_run_dir(workdir, kind, step, tag) if here.is_main else None)
 
@@ -78,7 +78,6 @@ def batches(n, batch_size):
     batch_size rows). Rank r of round k holds batch k * world_size + r of a one-process run
     with the same batch size, so every batch, and hence every result, is the same whatever the
     number of processes (bit for bit: even the floating-point sums inside a batch agree)."""
-    from training import distributed
     here = distributed.current()
     per_round = batch_size * here.world_size
     for lo in range(0, n, per_round):
@@ -88,7 +87,6 @@ def batches(n, batch_size):
 
 def gather(y, lo, hi, batch_size):
     """Every rank's rows of round lo..hi-1 (see `batches`), concatenated in order, on every rank."""
-    from training import distributed
     here = distributed.current()
     counts = [len(_part(lo, hi, batch_size, r)) for r in range(here.world_size)]
     return distributed.gather_rows(y, counts)
@@ -101,7 +99,6 @@ class NpzWriter:
 
     def __init__(self, path, fields):
         import numpy as np
-        from training.workdir import temp_name
         self.path, self.dir = path, os.path.dirname(path)
         self.tmp = {k: temp_name(self.dir, f"{k}.npy") for k in fields}
         self.arrays = {k: np.lib.format.open_memmap(self.tmp[k], mode="w+", dtype=dt, shape=shape)
@@ -112,7 +109,6 @@ class NpzWriter:
 
     def close(self):
         import numpy as np
-        from training.workdir import temp_name
         for a in self.arrays.values():
             a.flush()
         tmp = temp_name(self.dir, os.path.basename(self.path))

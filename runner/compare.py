@@ -15,8 +15,14 @@ import os
 import time
 
 from .common import data_shape, json_safe, restored_score_fn, setup
-from .compare_plan import (budgets, cell_key, grid_file, grid_labels, label_of, parse_spec, resolve_samplers,
-                           settings, step_cost, validate_compare)
+from configs.schema import parse_sampler_entry, resolve_samplers, validate_compare
+from .compare_plan import budgets, cell_key, grid_file, grid_labels, label_of, settings, step_cost
+import runner.compare_report as compare_report
+from evaluation import FeatureSettings, SampleEvaluator, dataset_labels, get_feature_extractor
+from evaluation.inception import InceptionFeatures, check_inception_shape
+from training.data import get_dataset, mixture_distribution
+from training.distributed import all_gather_objects, barrier, broadcast_object
+import solvers
 
 ADAPTIVE_NFE_GUESS = 100      # for the time estimate only: adaptive runs report their real NFE
 
@@ -79,7 +85,7 @@ def plan_cells(config, sde, names, s, dims, has_exact):
                           "seed": seed, "planned_nfe": 0})
     for score in ("model", "exact") if has_exact else ("model",):
         for entry in names:
-            name, variant = parse_spec(entry)
+            name, variant = parse_sampler_entry(entry)
             base = {**dict(config.sampling.options.get(name, {}) or {}), **variant}
             overhead, per_step = step_cost(sde, name, {k: v for k, v in base.items() if k != "steps"}, dims,
                                            config.sampling.denoise)
@@ -95,16 +101,11 @@ def plan_cells(config, sde, names, s, dims, has_exact):
 def run_compare(config, workdir, checkpoint=None):
     """Run (or resume) the study in `workdir` and write compare.json, compare.md, compare.png and grids."""
     import torch
-    import solvers
-    from evaluation import FeatureSettings, SampleEvaluator, dataset_labels, get_feature_extractor
-    from training.data import get_dataset, mixture_distribution
-    from . import compare_report
 
     c = config.compare
-    validate_compare(c)
+    validate_compare(config)
     s = settings(c)
     names = resolve_samplers(c.samplers)
-    from training.distributed import all_gather_objects, barrier, broadcast_object
     device, here = setup(config)
     sde, model, model_score_fn, step, ckpt = restored_score_fn(config, workdir, c.use_ema, checkpoint, device)
     ds = get_dataset(config)
@@ -116,7 +117,6 @@ def run_compare(config, workdir, checkpoint=None):
         distribution = mixture_distribution(m.weights, m.means, m.stds)
     inception = None
     if c.inception:
-        from evaluation.inception import InceptionFeatures, check_inception_shape
         check_inception_shape(ds.shape)
         inception = InceptionFeatures()
     labels = dataset_labels(config, ds) if ds.is_image else None

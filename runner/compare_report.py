@@ -5,15 +5,15 @@ import json
 import math
 import os
 
+from evaluation.metrics import METRICS as METRIC_TABLE
+from training.data import model_to_uint8
+
 from .common import json_safe
+from .compare_plan import grid_file, slug
 from .figures import save_image_grid, save_scatter
 
-METRICS = ("fd", "kid", "precision", "recall", "density", "coverage", "label_tv", "sliced_w1", "dlogp", "component_tv",
-           "inception_fd", "inception_kid")
-NAMES = {"fd": "FD (features)", "kid": "KID (features)", "precision": "precision (k=3)", "recall": "recall (k=3)",
-         "density": "density (k=5)", "coverage": "coverage (k=5)", "label_tv": "label-histogram TV",
-         "sliced_w1": "sliced W1 (data space)", "dlogp": "dlogp (exact log-density gap)", "component_tv": "component TV (exact)",
-         "inception_fd": "Inception FD", "inception_kid": "Inception KID"}
+METRICS = tuple(METRIC_TABLE)
+NAMES = {k: m.title for k, m in METRIC_TABLE.items()}
 
 
 def _mean_se(values):
@@ -57,8 +57,7 @@ def resolution(aggs, primary, max_nfe=20):
     """How well the primary metric resolves the study: the best model row, the floor and the Gaussian
     compared in SE units of their difference (oriented so that positive = the first is better), and,
     at every NFE budget <= max_nfe, how many sampler pairs differ by more than 2 SE."""
-    from evaluation import LOWER_IS_BETTER
-    sign = 1.0 if LOWER_IS_BETTER[primary] else -1.0
+    sign = 1.0 if METRIC_TABLE[primary].lower_is_better else -1.0
     ok = [a for a in aggs if math.isfinite(a.get(primary, math.nan))]
     ref = {a["sampler"]: a for a in ok if a["score"] == "reference"}
     model = [a for a in ok if a["score"] == "model"]
@@ -89,9 +88,8 @@ def _fmt(a, k, digits=3):
 
 def markdown(aggs, meta):
     """compare.md: the primary metric by sampler x NFE budget (best per column in bold), then all metrics."""
-    from evaluation import LOWER_IS_BETTER
     p = meta["primary_metric"]
-    lower = LOWER_IS_BETTER[p]
+    lower = METRIC_TABLE[p].lower_is_better
     feats = meta["features"]
     acc = f", test accuracy {feats['test_accuracy']:.4f}" if "test_accuracy" in feats else ""
     lines = [f"# Sampler study: {meta['dataset']}, {meta['num_samples']} samples per row, "
@@ -195,8 +193,7 @@ def plot(aggs, meta, path):
 def save_cell_grid(x, ds, path, count=64):
     """The first `count` samples of a cell: an image grid, or a scatter against the test split."""
     if ds.is_image:
-        from training.data import model_to_uint8
-        save_image_grid(model_to_uint8(x[:count]), path)
+            save_image_grid(model_to_uint8(x[:count]), path)
     else:
         save_scatter(x[:2000, :2].numpy(), ds.test[:2000, :2].numpy(), path)
 
@@ -207,7 +204,6 @@ def compose_grids(rows, aggs, grid_dir):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .compare_plan import grid_file, slug
     nfe = {(a["score"], a["sampler"], a["label"]): a.get("nfe", float("nan")) for a in aggs}
     groups = {}
     for r in rows:

@@ -33,6 +33,11 @@ import os
 import time
 
 from .common import batches, gather, restored_score_fn, run_dir, setup
+from solvers.baselines import gaussian_fit, gaussian_logp, per_pixel_categorical
+from training.data import dequantize, get_dataset, model_to_levels
+from training.distributed import all_gather_objects
+import solvers
+from configs.errors import InputError
 
 ESTIMATORS = ("ode", "elbo", "both")
 
@@ -66,21 +71,17 @@ def run_eval(config, workdir, checkpoint=None):
     import torch
     from tqdm.auto import tqdm
 
-    import solvers
-    from solvers.baselines import gaussian_fit, gaussian_logp, per_pixel_categorical
-    from training.data import dequantize, get_dataset, model_to_levels
-    from training.distributed import all_gather_objects
 
     e = config.eval
-    estimator = e.get("estimator", "ode")
+    estimator = e.estimator
     if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown eval.estimator {estimator!r}; expected one of {list(ESTIMATORS)}")
-    dtype = {"float32": torch.float32, "float64": torch.float64}[e.get("dtype", "float32")]
-    repeats = int(e.get("repeats", 1))
+        raise InputError(f"unknown eval.estimator {estimator!r}; expected one of {list(ESTIMATORS)}")
+    dtype = {"float32": torch.float32, "float64": torch.float64}[e.dtype]
+    repeats = e.repeats
     device, here = setup(config)
     sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, e.use_ema, checkpoint, device)
     model.to(dtype)
-    eps = e.get("eps", None)
+    eps = e.eps
     eps = sde.eps if eps is None else float(eps)
     ds = get_dataset(config)
     x0 = (ds.test if e.num_samples == 0 else ds.test[:e.num_samples]).to(dtype)
@@ -92,7 +93,7 @@ def run_eval(config, workdir, checkpoint=None):
             return solvers.bits_per_dim(logp, xb.shape, num_levels=L)
         return -logp / (D * math.log(2))     # continuous data: negative log-likelihood in bits/dim
 
-    progress = bool(config.training.get("progress", True)) and here.is_main
+    progress = config.training.progress and here.is_main
     runs = ["ode", "elbo"] if estimator == "both" else [estimator]
     nb = math.ceil(n / e.batch_size)
     bar = tqdm(total=repeats * nb * len(runs), desc="eval", unit="batch", disable=not progress, dynamic_ncols=True)
@@ -118,11 +119,11 @@ def run_eval(config, workdir, checkpoint=None):
                             cols[:, j] = res["ode"][mine.start:mine.stop, 0]
                         elif r == "ode":
                             out = solvers.log_likelihood(sde, score_fn, xb, trace=e.trace,
-                                                         probes=int(e.get("probes", 1)), method=e.method,
+                                                         probes=e.probes, method=e.method,
                                                          rtol=e.rtol, atol=e.atol, eps=eps, generator=dev_gen)
                             cols[:, j] = to_bpd(out.logp, xb).double().cpu()
                         else:
-                            out = solvers.elbo(sde, score_fn, xb, n_t=int(e.get("elbo_n_t", 32)), trace=e.trace,
+                            out = solvers.elbo(sde, score_fn, xb, n_t=e.elbo_n_t, trace=e.trace,
                                                eps=eps, generator=dev_gen, chunk=max(e.batch_size, 1))
                             cols[:, j] = to_bpd(out.elbo, xb).double().cpu()
                         if not (r == "ode" and rep > 0 and reuse):
@@ -141,7 +142,7 @@ def run_eval(config, workdir, checkpoint=None):
     seconds = {r: sum(t[1][r] for t in totals) for r in runs}
 
     report = {}
-    per_example = {"ode": nfe.get("ode", 0) / max(1, repeats * nb), "elbo": int(e.get("elbo_n_t", 32))}
+    per_example = {"ode": nfe.get("ode", 0) / max(1, repeats * nb), "elbo": e.elbo_n_t}
     for r in runs:
         # nfe: batched score calls; nfe_per_example: score evaluations each example costs per repeat
         report[r] = {**_summary(res[r]), "nfe": nfe[r], "nfe_per_example": per_example[r],
@@ -163,9 +164,9 @@ def run_eval(config, workdir, checkpoint=None):
               "estimator": runs[0], **{r: report[r] for r in runs},
               "baselines": baselines, "baselines_stderr": baselines_se,
               "convention": convention, "quantity": convention["quantity"], "num_examples": n, "repeats": repeats,
-              "trace": e.trace, "probes": int(e.get("probes", 1)), "method": e.method, "rtol": e.rtol, "atol": e.atol,
+              "trace": e.trace, "probes": e.probes, "method": e.method, "rtol": e.rtol, "atol": e.atol,
               "eps": eps, "dtype": str(dtype).replace("torch.", ""),
-              "elbo_n_t": int(e.get("elbo_n_t", 32)) if "elbo" in runs else None,
+              "elbo_n_t": e.elbo_n_t if "elbo" in runs else None,
               "nfe": sum(nfe.values()), "seconds": round(time.time() - t0, 3), "use_ema": e.use_ema,
               "checkpoint": ckpt, "step": step, "dataset": ds.name, "split": "test"}
     out = os.path.join(run_dir(workdir, "eval", step, f"{estimator}-{e.trace}"), "eval.json")

@@ -1,6 +1,6 @@
 """`--mode inpaint` and `--mode colorize` on test images (Song et al. 2021, App. I.2-I.3).
 
-config.inpaint: mask (left_half | right_half | top_half | bottom_half | box | random), box
+config.inpaint (validated by configs.schema.validate_inpaint): mask (solvers.MASKS), box
 (row0, col0, row1, col1 as fractions of the image size), random_fraction (observed share of pixels
 for `random`), num_images, sampler / steps / corrector / snr / corrector_steps / recurrence (see
 solvers.inpaint), seed, use_ema. Writes inpaint.png (rows: original, input with the unknown part
@@ -14,62 +14,24 @@ import json
 import math
 import os
 
+import numpy as np
+import torch
+
+import solvers
+from configs.errors import InputError
+from training.data import get_dataset, model_to_uint8
+
 from .common import json_safe, restored_score_fn, run_dir, setup
 from .figures import save_image_grid
 
-MASKS = ("left_half", "right_half", "top_half", "bottom_half", "box", "random")
-
-
-def make_mask(kind: str, shape, box=(0.25, 0.25, 0.75, 0.75), fraction: float = 0.5, generator=None):
-    """bool `[C, H, W]` (True = observed) for one of MASKS; `random` draws one mask from `generator`."""
-    import torch
-    C, H, W = shape
-    m = torch.zeros(C, H, W, dtype=torch.bool)
-    if kind == "left_half":
-        m[:, :, :W // 2] = True
-    elif kind == "right_half":
-        m[:, :, W // 2:] = True
-    elif kind == "top_half":
-        m[:, :H // 2] = True
-    elif kind == "bottom_half":
-        m[:, H // 2:] = True
-    elif kind == "box":      # the box is unknown, the rest observed
-        if len(box) != 4 or not all(0.0 <= b <= 1.0 for b in box) or box[0] >= box[2] or box[1] >= box[3]:
-            raise ValueError(f"inpaint.box must be (row0, col0, row1, col1) fractions with row0 < row1, "
-                             f"col0 < col1, got {box!r}")
-        m[:] = True
-        m[:, int(box[0] * H):int(math.ceil(box[2] * H)), int(box[1] * W):int(math.ceil(box[3] * W))] = False
-    elif kind == "random":
-        if not (0.0 < fraction < 1.0):
-            raise ValueError(f"inpaint.random_fraction must lie in (0, 1), got {fraction!r}")
-        m[:] = (torch.rand(1, H, W, generator=generator) < fraction)
-    else:
-        raise ValueError(f"unknown inpaint.mask {kind!r}; expected one of {list(MASKS)}")
-    return m
-
-
-def check_inpaint_config(config) -> None:
-    c = config.inpaint
-    if c.mask not in MASKS:
-        raise ValueError(f"unknown inpaint.mask {c.mask!r}; expected one of {list(MASKS)}")
-    if not isinstance(c.num_images, int) or c.num_images < 1:
-        raise ValueError(f"inpaint.num_images must be an int >= 1, got {c.num_images!r}")
-    make_mask(c.mask, (1, 8, 8), tuple(c.box), c.random_fraction)
-
 
 def run_inpaint(config, workdir, task: str = "inpaint", checkpoint=None):
-    import numpy as np
-    import torch
-    import solvers
-    from training.data import get_dataset, model_to_uint8
-
     c = config.inpaint
-    check_inpaint_config(config)
     ds = get_dataset(config)
     if not ds.is_image:
-        raise ValueError(f"--mode {task} needs image data; data set {ds.name!r} holds vectors")
+        raise InputError(f"--mode {task} needs image data; data set {ds.name!r} holds vectors")
     if task == "colorize" and ds.shape[0] != 3:
-        raise ValueError(f"--mode colorize needs 3-channel (RGB) images; data set {ds.name!r} has "
+        raise InputError(f"--mode colorize needs 3-channel (RGB) images; data set {ds.name!r} has "
                          f"{ds.shape[0]} channel(s)")
     device, _ = setup(config)
     sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, c.use_ema, checkpoint, device)
@@ -79,12 +41,12 @@ def run_inpaint(config, workdir, task: str = "inpaint", checkpoint=None):
     noise_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(c.seed)
     opts = dict(sampler=c.sampler, steps=c.steps, recurrence=c.recurrence, generator=noise_gen,
                 denoise=config.sampling.denoise,
-                progress=bool(config.training.get("progress", True)))
+                progress=config.training.progress)
     if c.sampler == "pc":
         opts.update(corrector=c.corrector, snr=c.snr, corrector_steps=c.corrector_steps)
     mean_img = ds.train.mean(0, keepdim=True).to(device)
     if task == "inpaint":
-        mask = make_mask(c.mask, ds.shape, tuple(c.box), c.random_fraction, gen).to(device)
+        mask = solvers.make_mask(c.mask, ds.shape, tuple(c.box), c.random_fraction, gen).to(device)
         x, info = solvers.inpaint(sde, score_fn, x0, mask, **opts)
         unknown = ~mask.expand_as(x0)
         shown = torch.where(mask, x0, torch.zeros_like(x0))

@@ -10,6 +10,14 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+import models
+import sde_lib
+from configs.errors import InputError
+from training import restore_model
+
+from .common import data_shape
+from .rundir import load_saved_config
+
 
 @dataclass
 class LoadedRun:
@@ -27,7 +35,6 @@ class LoadedRun:
     @property
     def shape(self):
         """The shape of one sample: (C, H, W) for images, (dim,) for vectors."""
-        from .common import data_shape
         return data_shape(self.model)
 
 
@@ -35,18 +42,14 @@ def load_run(workdir: str, checkpoint: Optional[int] = None, ema: bool = True, d
     """Load the run directory `workdir` (written by `--mode train` or `--mode import`).
 
     checkpoint: the step of the checkpoint (None: the latest); ema: the EMA weights (else the raw
-    ones); device: where the model goes (None: the CPU). ValueError naming the directory when it
+    ones); device: where the model goes (None: the CPU). InputError naming the directory when it
     holds no saved config or no (matching) checkpoint.
     """
-    import models
-    import sde_lib
-    from training import restore_model
-    from .rundir import load_saved_config
     if not os.path.isdir(workdir):
-        raise ValueError(f"run directory {workdir!r} does not exist")
+        raise InputError(f"run directory {workdir!r} does not exist")
     config = load_saved_config(workdir)
     if config is None:
-        raise ValueError(f"{workdir!r} holds no saved config (config.py); it is not a run directory written by "
+        raise InputError(f"{workdir!r} holds no saved config (config.py); it is not a run directory written by "
                          f"run.py --mode train or --mode import")
     sde = sde_lib.get_sde(config)
     model, step, ckpt = restore_model(config, workdir, use_ema=ema, step=checkpoint, device=device)

@@ -16,6 +16,11 @@ import copy
 import os
 import pprint
 from typing import List, Optional
+from .config_io import apply_override, load_config
+from configs.default import get_default_config
+from training.checkpoint import list_checkpoints
+from training.workdir import temp_name
+from configs.errors import InputError
 
 FROZEN = ("model", "sde", "data")
 CONFIG_NAME = "config.py"
@@ -44,7 +49,6 @@ def _to_dict(config) -> dict:
 
 def save_config(config, workdir: str) -> str:
     """Write `workdir/config.py` atomically; return its path."""
-    from training.workdir import temp_name
     data = _to_dict(config)
     text = pprint.pformat(data, indent=1, width=100, sort_dicts=True)
     try:
@@ -52,7 +56,7 @@ def save_config(config, workdir: str) -> str:
     except (ValueError, SyntaxError):
         ok = False
     if not ok:
-        raise ValueError("the config holds values that do not round-trip as Python literals (nan, inf or "
+        raise InputError("the config holds values that do not round-trip as Python literals (nan, inf or "
                          "objects); it cannot be saved in the workdir")
     path = config_path(workdir)
     tmp = temp_name(workdir, CONFIG_NAME)
@@ -73,11 +77,10 @@ def load_saved_config(workdir: str):
                     and any(getattr(t, "id", None) == "CONFIG" for t in n.targets))
         data = ast.literal_eval(node)
     except (SyntaxError, ValueError, StopIteration, OSError) as e:
-        raise ValueError(f"saved config {path!r} is unreadable ({type(e).__name__}); restore it or remove it "
+        raise InputError(f"saved config {path!r} is unreadable ({type(e).__name__}); restore it or remove it "
                          f"and pass --config with the settings this workdir was trained with") from None
     if not isinstance(data, dict):
-        raise ValueError(f"saved config {path!r} does not hold a dict")
-    from configs.default import get_default_config
+        raise InputError(f"saved config {path!r} does not hold a dict")
     config = get_default_config()
     _overlay(config, data, "config")
     return config
@@ -132,7 +135,7 @@ def _norm(v):
 def check_against_saved(config, saved, workdir: str) -> None:
     diffs = frozen_differences(config, saved)
     if diffs:
-        raise ValueError(f"workdir {workdir!r} was trained with another model/SDE/data; refused override(s): "
+        raise InputError(f"workdir {workdir!r} was trained with another model/SDE/data; refused override(s): "
                          f"{'; '.join(diffs)}. Drop them (and --config: the workdir's {CONFIG_NAME} is used), "
                          f"or use a new --workdir")
 
@@ -149,18 +152,16 @@ def new_run_dir(workdir: str, kind: str, step: int, tag: str) -> str:
             return path
         except FileExistsError:
             continue
-    raise ValueError(f"too many runs in {parent!r}")
+    raise InputError(f"too many runs in {parent!r}")
 
 
 def has_checkpoint(workdir: str) -> bool:
-    from training.checkpoint import list_checkpoints
     return bool(list_checkpoints(os.path.join(workdir, "checkpoints")))
 
 
 def resolve_config(config_file: Optional[str], overrides, workdir: str, default_file: str):
     """The config of a command: the workdir's saved config (or `config_file`, which must then
     agree with it on model/sde/data), then the command-line overrides. (config, saved or None)."""
-    from .config_io import apply_override, load_config
     saved = load_saved_config(workdir) if os.path.isdir(workdir) else None
     if saved is not None and config_file is None:
         config = copy.deepcopy(saved)

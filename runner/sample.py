@@ -20,6 +20,11 @@ import time
 
 from .common import NpzWriter, RunFailed, batches, data_shape, gather, json_safe, restored_score_fn, run_dir, setup
 from .figures import save_image_grid, save_scatter
+from .guided import guided_score_fn, labels_for
+from training.classifier import restore_classifier
+from training.data import get_dataset, model_to_uint8
+from training.distributed import sample_seeds
+import solvers
 
 GRID = 64          # samples in the png grid
 SCATTER = 5000     # points in the scatter plot
@@ -36,11 +41,7 @@ def sampler_options(config):
 def run_sample(config, workdir, checkpoint=None):
     import numpy as np
     import torch
-    import solvers
-    from training.data import get_dataset, model_to_uint8
-    from training.distributed import sample_seeds
 
-    from .guided import guided_score_fn, labels_for
     s = config.sampling
     device, here = setup(config)
     sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, s.use_ema, checkpoint, device)
@@ -48,11 +49,10 @@ def run_sample(config, workdir, checkpoint=None):
     dims = data_shape(model)
     is_image = len(dims) == 3
     labels, n = labels_for(config)          # class labels and guidance (issue 10)
-    per_row = s.samples_per_class if str(s.get("class_label", "none")).lower() == "all" else 0
+    per_row = s.samples_per_class if str(s.class_label).lower() == "all" else 0
     classifier = None       # restored once for all label batches (classifier / universal guidance)
-    if labels is not None and s.get("guidance", "none") in ("classifier", "universal"):
-        from training.classifier import restore_classifier
-        classifier = restore_classifier(config, s.get("classifier_workdir", "") or workdir)
+    if labels is not None and s.guidance in ("classifier", "universal"):
+        classifier = restore_classifier(config, s.classifier_workdir or workdir)
     guidance = ({"guidance": "none"} if labels is None else      # (guidance needs labels: validated)
                 guided_score_fn(config, workdir, sde, model, labels[:1].to(device), classifier=classifier)[1])
     out_dir = run_dir(workdir, "samples", step, s.sampler)
@@ -67,7 +67,7 @@ def run_sample(config, workdir, checkpoint=None):
         writer = NpzWriter(npz_path, fields)
     keep = (n if per_row else GRID) if is_image else SCATTER
     preview, nfes, t0, info = [], [], time.time(), None
-    progress = bool(config.training.get("progress", True)) and here.is_main
+    progress = config.training.progress and here.is_main
     try:
         for lo, hi, mine in batches(n, s.batch_size):
             if len(mine):
@@ -117,7 +117,7 @@ def run_sample(config, workdir, checkpoint=None):
               "batch_size": s.batch_size, "world_size": here.world_size, "seconds": round(time.time() - t0, 3),
               "num_samples": n, "seed": s.seed, "seeds": "sample i: sampling.seed * 1000003 + i",
               "use_ema": s.use_ema, "checkpoint": ckpt, "step": step, "device": str(device), "finite": True,
-              "npz": npz_path, "class_label": str(s.get("class_label", "none")), **json_safe(guidance)}
+              "npz": npz_path, "class_label": str(s.class_label), **json_safe(guidance)}
     with open(os.path.join(out_dir, "sample.json"), "w") as f:
         json.dump(report, f, indent=2)
     print(f"sampled {n} with {s.sampler} ({report['nfe']} score evaluations per batch, {report['seconds']:.1f}s)"

@@ -3,19 +3,20 @@ from __future__ import annotations
 
 import os
 
+from training import train
+from training.data import get_dataset, model_to_uint8
+from training.workdir import WorkdirLock
+
+from .common import setup
+from .figures import save_image_grid, save_loss_plot, save_scatter
+from .rundir import save_config
+
 
 def run_train(config, workdir):
-    from training import train
-    from training.data import get_dataset
-    from .common import setup
-    from .figures import save_image_grid, save_loss_plot, save_scatter
-    from .rundir import save_config
-
     device, here = setup(config)
     dataset = get_dataset(config)          # bad data settings fail before the workdir exists
     if here.is_main:
         os.makedirs(workdir, exist_ok=True)
-        from training.workdir import WorkdirLock
         lock = WorkdirLock(workdir).acquire()    # held through train(), which re-enters it
     try:
         if here.is_main:
@@ -23,7 +24,6 @@ def run_train(config, workdir):
         grids = os.path.join(workdir, "train_samples")
 
         def on_samples(step, x):
-            from training.data import model_to_uint8
             os.makedirs(grids, exist_ok=True)
             path = os.path.join(grids, f"step{step:09d}.png")
             if x.dim() == 4:

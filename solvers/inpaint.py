@@ -18,6 +18,7 @@ the exact conditional mixture (`GaussianMixture.condition`).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -30,6 +31,37 @@ from .schedules import time_grid
 from sde_lib import expand_as_batch
 
 Tensor = torch.Tensor
+
+MASKS = ("left_half", "right_half", "top_half", "bottom_half", "box", "random")
+
+
+def make_mask(kind: str, shape, box=(0.25, 0.25, 0.75, 0.75), fraction: float = 0.5, generator=None):
+    """The observation mask of an image `shape = (C, H, W)`: bool `[C, H, W]` (True = observed) for
+    one of MASKS (the box is unknown and the rest observed); `random` draws one mask from `generator`."""
+    C, H, W = shape
+    m = torch.zeros(C, H, W, dtype=torch.bool)
+    if kind == "left_half":
+        m[:, :, :W // 2] = True
+    elif kind == "right_half":
+        m[:, :, W // 2:] = True
+    elif kind == "top_half":
+        m[:, :H // 2] = True
+    elif kind == "bottom_half":
+        m[:, H // 2:] = True
+    elif kind == "box":      # the box is unknown, the rest observed
+        if len(box) != 4 or not all(0.0 <= b <= 1.0 for b in box) or box[0] >= box[2] or box[1] >= box[3]:
+            raise ValueError(f"box must be (row0, col0, row1, col1) fractions with row0 < row1, "
+                             f"col0 < col1, got {box!r}")
+        m[:] = True
+        m[:, int(box[0] * H):int(math.ceil(box[2] * H)), int(box[1] * W):int(math.ceil(box[3] * W))] = False
+    elif kind == "random":
+        if not (0.0 < fraction < 1.0):
+            raise ValueError(f"fraction must lie in (0, 1), got {fraction!r}")
+        m[:] = (torch.rand(1, H, W, generator=generator) < fraction)
+    else:
+        raise ValueError(f"unknown mask {kind!r}; expected one of {list(MASKS)}")
+    return m
+
 
 # sampler name -> (predictor, corrector) defaults; "pc" takes both from the options.
 INPAINT_SAMPLERS = {"pc": ("reverse_diffusion", "langevin"), "euler_maruyama": ("euler_maruyama", "none"),

@@ -15,6 +15,7 @@ import math
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
+from .sampling import sample
 
 Tensor = torch.Tensor
 
@@ -133,7 +134,6 @@ def reference_flow(sde, score_fn, x_T: Tensor, eps: Optional[float] = None, tol:
     """The probability-flow ODE solution at eps from x_T, in float64 with an adaptive
     solver at rtol = atol = tol: the reference for `pathwise_rms` (its own error is
     far below that of any fixed-grid sampler measured against it)."""
-    from .sampling import sample
     x, _ = sample(sde, score_fn, None, "ode", x_T=x_T.double(), eps=eps, method=method, rtol=tol, atol=tol)
     return x
 

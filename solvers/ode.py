@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import check_choice, check_positive, check_steps, quiet
+from ._common import CountedScore, SampleInfo, Timer, check_choice, check_eps, check_positive, check_steps, quiet
 
 ADAPTIVE_METHODS = ("rk45", "dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
 FIXED_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams")
@@ -172,7 +172,6 @@ def encode(sde, score_fn, x, eps=None, method="rk45", rtol=1e-5, atol=1e-5, step
 
     Returns (z, info) with info.nfe the score evaluations made.
     """
-    from ._common import CountedScore, SampleInfo, Timer, check_eps
     eps = check_eps(sde, eps)
     _check_finite("x", x)
     counted = CountedScore(score_fn)
@@ -190,7 +189,6 @@ def decode(sde, score_fn, z, eps=None, method="rk45", rtol=1e-5, atol=1e-5, step
 
     Returns (x, info); equals `sample(..., sampler="ode", x_T=z)` (the same integration).
     """
-    from ._common import CountedScore, SampleInfo, Timer, check_eps
     eps = check_eps(sde, eps)
     _check_finite("z", z)
     counted = CountedScore(score_fn)

@@ -41,6 +41,7 @@ from sde_lib import expand_as_batch
 
 from ._common import (CountedScore, NoiseSource, SampleInfo, Timer, check_choice, check_eps, check_positive,
                       check_steps, quiet)
+from .schedules import SCHEDULES, time_grid
 
 #: Options every sampler takes from `sample()` itself; a sampler may not declare them.
 SHARED_OPTIONS = ("eps", "denoise", "x_T", "generator", "seeds", "dtype", "device", "progress",
@@ -112,7 +113,6 @@ def register_sampler(name: str, fn: Callable, *, options: dict, schedule: Option
         raise ValueError(f"options {clash} of sampler {name!r} are shared options of sample(); rename them")
     opts = dict(options)
     if schedule is not None:
-        from .schedules import SCHEDULES
         check_choice("schedule", schedule, SCHEDULES)
         reserved = sorted(set(options) & {"steps", "schedule"})
         if reserved:
@@ -203,7 +203,6 @@ def sample(sde, score_fn, shape, sampler: str = "euler_maruyama", *, eps: Option
     ts = None
     if spec.fixed_grid:
         opts["steps"] = check_steps(sde.N if opts["steps"] is None else opts["steps"])
-        from .schedules import SCHEDULES, time_grid
         check_choice("schedule", opts["schedule"], SCHEDULES)
         opts["rho"] = check_positive("rho", opts["rho"])
         ts = time_grid(sde, opts["steps"], schedule=opts["schedule"], eps=eps, rho=opts["rho"],

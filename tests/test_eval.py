@@ -46,12 +46,12 @@ def test_eval_digits_both_estimators_and_baselines(tmp_path):
 
 @pytest.mark.parametrize("flag,message", [
     ("--config.eval.batch_size=0", "config.eval.batch_size must be an int >= 1, got 0"),
-    ("--config.eval.estimator=vlb", "unknown eval.estimator 'vlb'"),
+    ("--config.eval.estimator=vlb", "config.eval.estimator must be one of ['both', 'elbo', 'ode'], got 'vlb'"),
     ("--config.eval.repeats=0", "config.eval.repeats must be an int >= 1"),
     ("--config.eval.elbo_n_t=1", "config.eval.elbo_n_t must be an int >= 2"),
-    ("--config.eval.dtype=float16", "config.eval.dtype must be 'float32' or 'float64'"),
-    ("--config.eval.eps=2.0", "config.eval.eps must be None"),
-    ("--config.data.num_levels=300", "data.num_levels must be 0"),
+    ("--config.eval.dtype=float16", "config.eval.dtype must be one of ['float32', 'float64'], got 'float16'"),
+    ("--config.eval.eps=2.0", "config.eval.eps must be a finite number in (0.0, 1.0), got 2.0"),
+    ("--config.data.num_levels=300", "config.data.num_levels must be 0 (the data's own levels) or an int in 2..256, got 300"),
 ])
 def test_eval_refuses_bad_values(flag, message, tmp_path, capsys):
     assert run.main(["--workdir", str(tmp_path / "w"), "--mode", "eval", flag]) == 2

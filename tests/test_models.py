@@ -1,20 +1,20 @@
 """Shapes and parameterisation of the score networks and of get_score_fn."""
 
-import ml_collections
 import pytest
 import torch
 
+from configs.default import get_default_config
 from models import ScoreMLP, UNet, get_model, get_score_fn
 from sde_lib import VESDE, VPSDE, subVPSDE
 
 
 def _cfg(name, **model):
-    c = ml_collections.ConfigDict()
-    c.data = ml_collections.ConfigDict(dict(image_size=8, num_channels=1, dim=3))
+    c = get_default_config()
+    c.data.image_size, c.data.num_channels, c.data.dim = 8, 1, 3
     base = dict(name=name, nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), dropout=0.0,
                 hidden=16, num_blocks=2)
     base.update(model)
-    c.model = ml_collections.ConfigDict(base)
+    c.model.update(base)
     return c
 
 

@@ -69,3 +69,20 @@ def test_parameter_count_matches_the_reference(name):
     from runner.config_io import load_config
     config = load_config(os.path.join(ROOT, "configs", "pretrained", f"{name}.py"))
     assert _count(config) == REFERENCE_COUNTS[name] == config.pretrained.parameters
+
+
+def test_pretrained_configs_are_valid_and_bad_values_are_named():
+    from configs import schema
+    from configs.errors import ConfigError
+    from runner.config_io import load_config
+    for name in config_names():
+        schema.validate_config(load_config(os.path.join(ROOT, "configs", "pretrained", f"{name}.py")))
+    config = load_config(os.path.join(ROOT, "configs", "pretrained", "vp_cifar10_ddpmpp_continuous.py"))
+    for field, bad in (("pretrained.format", "jax"), ("pretrained.checkpoint", 3), ("model.up_attention", "once"),
+                       ("model.progressive_input", "pyramid"), ("model.fourier_mult", 0)):
+        c = config.copy_and_resolve_references()
+        section, key = field.split(".")
+        with c.unlocked(), c[section].ignore_type():
+            c[section][key] = bad
+        with pytest.raises(ConfigError, match=f"config.{field} must be"):
+            schema.validate_config(c)

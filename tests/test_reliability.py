@@ -253,7 +253,7 @@ def test_samples_do_not_depend_on_batch_size(trained, tmp_path, capsys):
     ("--config.training.eval_freq=-1", "training.eval_freq must be"),
     ("--config.training.batch_size=0", "training.batch_size must be"),
     ("--config.training.lr=-1.0", "training.lr must be"),
-    ("--config.training.ema_decay=1.0", "training.ema_decay must lie"),
+    ("--config.training.ema_decay=1.0", "config.training.ema_decay must be a finite number in [0.0, 1.0), got 1.0"),
     ("--config.training.snapshot_freq=0", "training.snapshot_freq must be"),
     ("--config.training.keep=0", "training.keep must be"),
     ("--config.seed=-1", "config.seed must be"),

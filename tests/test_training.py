@@ -6,6 +6,8 @@ import pytest
 import torch
 
 import configs.default as default
+from configs.errors import ConfigError
+from configs.schema import validate_training
 from training import EMA, NonFiniteLossError, latest_checkpoint, restore_model, train
 
 
@@ -120,8 +122,8 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
 
 
 def test_bad_training_values_and_workdir_file(tmp_path):
-    with pytest.raises(ValueError, match="n_iters"):
-        train(tiny_config(n_iters=-5), str(tmp_path / "x"))
+    with pytest.raises(ConfigError, match="config.training.n_iters must be an int >= 0, got -5"):
+        validate_training(tiny_config(n_iters=-5))       # run.py checks every config before any work
     f = tmp_path / "file"
     f.write_text("not a dir")
     with pytest.raises(ValueError, match="not a directory"):

@@ -20,6 +20,7 @@ from typing import List, Optional
 import torch
 
 from .workdir import temp_prefix
+from configs.errors import InputError
 
 _NAME = re.compile(r"^checkpoint_(\d+)\.pt$")
 
@@ -62,7 +63,7 @@ def save_checkpoint(ckpt_dir: str, state: dict, step: int, keep: int = 3, protec
     """Write `state` atomically as the checkpoint of `step`; delete all but the newest `keep`
     (never `protect`, e.g. the last checkpoint known to be good)."""
     if keep < 1:
-        raise ValueError(f"keep must be >= 1, got {keep}")
+        raise InputError(f"keep must be >= 1, got {keep}")
     os.makedirs(ckpt_dir, exist_ok=True)
     final = checkpoint_path(ckpt_dir, step)
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix() + "checkpoint_", suffix=".pt", dir=ckpt_dir)
@@ -97,13 +98,13 @@ def find_checkpoint(ckpt_dir: str, step: Optional[int] = None) -> str:
     """The checkpoint of `step` (None: the latest) in `ckpt_dir`; ValueError listing what exists."""
     ckpts = list_checkpoints(ckpt_dir)
     if not ckpts:
-        raise ValueError(f"no checkpoint in {ckpt_dir!r}; run --mode train first")
+        raise InputError(f"no checkpoint in {ckpt_dir!r}; run --mode train first")
     if step is None:
         return ckpts[-1]
     for p in ckpts:
         if checkpoint_step(p) == step:
             return p
-    raise ValueError(f"no checkpoint of step {step} in {ckpt_dir!r}; available steps: "
+    raise InputError(f"no checkpoint of step {step} in {ckpt_dir!r}; available steps: "
                      f"{[checkpoint_step(p) for p in ckpts]}")
 
 
@@ -123,11 +124,11 @@ def load_checkpoint(path: str, required: Optional[dict] = None) -> dict:
     """Read a checkpoint with weights_only=True and check it holds the `required` keys
     ({key: (type, description)}; default: none). ValueError naming the file and the problem."""
     if not os.path.exists(path):
-        raise ValueError(f"checkpoint {path!r} does not exist")
+        raise InputError(f"checkpoint {path!r} does not exist")
     if not os.path.isfile(path):
-        raise ValueError(f"checkpoint {path!r} is not a file")
+        raise InputError(f"checkpoint {path!r} is not a file")
     if os.path.getsize(path) == 0:
-        raise ValueError(f"checkpoint {path!r} is empty (0 bytes; an interrupted copy?)")
+        raise InputError(f"checkpoint {path!r} is empty (0 bytes; an interrupted copy?)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -140,31 +141,31 @@ def load_checkpoint(path: str, required: Optional[dict] = None) -> dict:
             why = "is not a readable torch checkpoint (not a zip archive written by torch.save)"
         else:
             why = f"is not a readable torch checkpoint (truncated or corrupted: {_first_line(e)})"
-        raise ValueError(f"checkpoint {path!r} {why}") from None
+        raise InputError(f"checkpoint {path!r} {why}") from None
     if required:
         if not isinstance(state, dict):
-            raise ValueError(f"checkpoint {path!r} holds a {type(state).__name__}, expected a dict with keys "
+            raise InputError(f"checkpoint {path!r} holds a {type(state).__name__}, expected a dict with keys "
                              f"{sorted(required)}")
         missing = [k for k in required if k not in state]
         if missing:
-            raise ValueError(f"checkpoint {path!r} lacks key(s) {missing} (has {sorted(map(str, state))})")
+            raise InputError(f"checkpoint {path!r} lacks key(s) {missing} (has {sorted(map(str, state))})")
         for k, (typ, desc) in required.items():
             v = state[k]
             if typ is int and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-                raise ValueError(f"checkpoint {path!r}: '{k}' must be {desc} >= 0, got {v!r}")
+                raise InputError(f"checkpoint {path!r}: '{k}' must be {desc} >= 0, got {v!r}")
             if typ is not object and typ is not int and not isinstance(v, typ):
-                raise ValueError(f"checkpoint {path!r}: '{k}' must be {desc}, got a {type(v).__name__}")
+                raise InputError(f"checkpoint {path!r}: '{k}' must be {desc}, got a {type(v).__name__}")
         if "ema" in required and "model" not in state["ema"]:
-            raise ValueError(f"checkpoint {path!r}: 'ema' lacks its 'model' state dict")
+            raise InputError(f"checkpoint {path!r}: 'ema' lacks its 'model' state dict")
     return state
 
 
 def check_state_dict(path: str, where: str, sd) -> None:
     """ValueError unless `sd` maps names to tensors, all finite."""
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise ValueError(f"checkpoint {path!r}: '{where}' is not a state dict of tensors")
+        raise InputError(f"checkpoint {path!r}: '{where}' is not a state dict of tensors")
     bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
-        raise ValueError(f"checkpoint {path!r}: '{where}' holds non-finite weights ({bad[:3]}"
+        raise InputError(f"checkpoint {path!r}: '{where}' holds non-finite weights ({bad[:3]}"
                          f"{' ...' if len(bad) > 3 else ''}); sample/eval/compare can use an earlier one with "
                          f"--checkpoint STEP; to resume training from an earlier one, move this file away")

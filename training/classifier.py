@@ -26,10 +26,11 @@ from sde_lib import expand_as_batch
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .data import BatchSampler, Dataset, get_dataset
 from .labels import check_labels
+from configs.errors import InputError
 
 
 def classifier_dir(config, workdir: str) -> str:
-    return os.path.join(workdir, config.classifier.get("dir", "classifier"))
+    return os.path.join(workdir, config.classifier.dir)
 
 
 def _perturb(sde, x0, t, generator):
@@ -61,12 +62,12 @@ def restore_classifier(config, workdir: str):
     d = os.path.join(classifier_dir(config, workdir), "checkpoints")
     ckpt = latest_checkpoint(d)
     if ckpt is None:
-        raise ValueError(f"no classifier checkpoint in {d!r}; run --mode train_classifier first")
+        raise InputError(f"no classifier checkpoint in {d!r}; run --mode train_classifier first")
     net = get_classifier(config)
     try:
         net.load_state_dict(load_checkpoint(ckpt)["model"])
     except RuntimeError as e:
-        raise ValueError(f"classifier checkpoint {ckpt!r} does not fit config.classifier: "
+        raise InputError(f"classifier checkpoint {ckpt!r} does not fit config.classifier: "
                          f"{str(e).splitlines()[0]}") from None
     return net.eval(), ckpt
 
@@ -76,7 +77,7 @@ def train_classifier(config, workdir: str, dataset: Optional[Dataset] = None, pr
     c = config.classifier
     if not (isinstance(c.n_iters, int) and c.n_iters >= 1 and isinstance(c.batch_size, int) and c.batch_size >= 1
             and c.lr > 0):
-        raise ValueError(f"classifier.n_iters and classifier.batch_size must be ints >= 1 and classifier.lr > 0, "
+        raise InputError(f"classifier.n_iters and classifier.batch_size must be ints >= 1 and classifier.lr > 0, "
                          f"got {c.n_iters!r}, {c.batch_size!r}, {c.lr!r}")
     sde = sde_lib.get_sde(config)
     dataset = dataset if dataset is not None else get_dataset(config)
@@ -86,7 +87,7 @@ def train_classifier(config, workdir: str, dataset: Optional[Dataset] = None, pr
     os.makedirs(ckpt_dir, exist_ok=True)
     torch.manual_seed(c.seed)
     net = get_classifier(config)
-    opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.get("weight_decay", 0.0))
+    opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     sampler = BatchSampler(dataset.train.shape[0], c.batch_size, torch.Generator().manual_seed(c.seed + 1))
     gen = torch.Generator().manual_seed(c.seed + 2)
     nc = bool(c.noise_conditional)
@@ -104,14 +105,14 @@ def train_classifier(config, workdir: str, dataset: Optional[Dataset] = None, pr
             x, label = x0, torch.zeros(x0.shape[0], dtype=x0.dtype)
         loss = F.cross_entropy(net(x, label), y)
         if not torch.isfinite(loss):
-            raise ValueError(f"classifier loss is {loss.item()} at step {step}; try a lower classifier.lr")
+            raise InputError(f"classifier loss is {loss.item()} at step {step}; try a lower classifier.lr")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         losses.append(loss.item())
     ckpt = save_checkpoint(ckpt_dir, {"step": c.n_iters, "model": net.state_dict()}, c.n_iters, 1)
     net.eval()
-    times = tuple(c.get("eval_times", (0.0, 0.1, 0.25, 0.5, 0.75))) if nc else (0.0,)
+    times = tuple(c.eval_times) if nc else (0.0,)
     acc = accuracy_by_time(sde, net, dataset.test, dataset.test_labels, times, nc, seed=c.seed + 3)
     report = {"noise_conditional": nc, "steps": c.n_iters, "final_loss": sum(losses[-50:]) / len(losses[-50:]),
               "test_accuracy": {str(t): {"accuracy": a, "stderr": se} for t, (a, se) in acc.items()},

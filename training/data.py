@@ -23,10 +23,7 @@ has a state_dict so a resumed run sees exactly the same batches.
 """
 from __future__ import annotations
 
-import gzip
 import math
-import os
-import struct
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -34,13 +31,16 @@ import numpy as np
 import torch
 
 from .levels import declared_levels, levels_of_uint8, levels_to_model, model_to_levels  # noqa: F401 (re-exported)
+from .readers import (FASHION_MNIST_DIR, IMAGE_SUFFIXES, load_array, load_digits_levels, load_digits_uint8,  # noqa: F401
+                      load_fashion_mnist, load_fashion_mnist_labels, load_image_folder, load_labelled_image_folder,
+                      read_idx)
+from models.analytic import GaussianMixture
+from configs.errors import InputError
 
 Tensor = torch.Tensor
 
 TOY_SETS = ("moons", "8gaussians", "checkerboard", "swissroll")
 DATASETS = TOY_SETS + ("mixture", "digits", "fashion_mnist", "folder", "array")
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 @dataclass
@@ -91,7 +91,7 @@ def dequantize(x: Tensor, generator: Optional[torch.Generator] = None, num_level
     """Uniform dequantisation within the data's own bins: a bin centre x of L levels becomes
     x - 1/L + 2U/L, U ~ U[0, 1) (uniform over the bin of width 2/L; L = 256: x - 1/256 + U/128)."""
     if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
-        raise ValueError(f"num_levels must be an int >= 2, got {num_levels!r}")
+        raise InputError(f"num_levels must be an int >= 2, got {num_levels!r}")
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return x + (2.0 * u - 1.0) / num_levels
 
@@ -125,7 +125,7 @@ def toy_2d(name: str, n: int, generator: torch.Generator, noise: Optional[float]
         theta = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=g))
         pts = torch.stack([theta * torch.cos(theta), theta * torch.sin(theta)], dim=1) / 5.0
     else:
-        raise ValueError(f"unknown toy data set {name!r}; expected one of {list(TOY_SETS)}")
+        raise InputError(f"unknown toy data set {name!r}; expected one of {list(TOY_SETS)}")
     if noise:
         pts = pts + noise * torch.randn(n, 2, generator=g)
     return pts
@@ -134,19 +134,18 @@ def toy_2d(name: str, n: int, generator: torch.Generator, noise: Optional[float]
 def mixture_distribution(weights, means, stds):
     """The `models.GaussianMixture` sum_k w_k N(mu_k, diag(std_k^2)) of a `data.mixture` config block;
     stds are `[K]` or `[K, D]`. Its `score_fn(sde)` is the exact score of the data under any SDE."""
-    from models.analytic import GaussianMixture
     w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
     mu = torch.as_tensor(np.asarray(means, dtype=np.float64))
     sd = torch.as_tensor(np.asarray(stds, dtype=np.float64))
     if mu.dim() != 2 or w.shape != (mu.shape[0],):
-        raise ValueError(f"mixture needs means [K, D] and weights [K]; got means {tuple(mu.shape)}, "
+        raise InputError(f"mixture needs means [K, D] and weights [K]; got means {tuple(mu.shape)}, "
                          f"weights {tuple(w.shape)}")
     if sd.dim() == 1:
         sd = sd[:, None].expand_as(mu)
     if sd.shape != mu.shape:
-        raise ValueError(f"mixture stds must be [K] or [K, D] = {tuple(mu.shape)}, got {tuple(sd.shape)}")
+        raise InputError(f"mixture stds must be [K] or [K, D] = {tuple(mu.shape)}, got {tuple(sd.shape)}")
     if (w < 0).any() or w.sum() <= 0 or not torch.isfinite(mu).all() or (sd < 0).any():
-        raise ValueError("mixture weights must be >= 0 with a positive sum, means finite, stds >= 0")
+        raise InputError("mixture weights must be >= 0 with a positive sum, means finite, stds >= 0")
     return GaussianMixture(w, mu, sd ** 2, dtype=torch.float64)
 
 
@@ -155,151 +154,16 @@ def mixture_samples(weights, means, stds, n: int, generator: torch.Generator) ->
     return mixture_distribution(weights, means, stds).sample(n, generator=generator).float()
 
 
-# ---- image sources ------------------------------------------------------------------------------
-
-def load_digits_levels() -> np.ndarray:
-    """sklearn's bundled 8x8 digits, their own 17 levels 0..16 as int64 `[1797, 1, 8, 8]`."""
-    from sklearn.datasets import load_digits
-    return np.round(load_digits().images).astype(np.int64)[:, None]
-
-
-def load_digits_uint8() -> np.ndarray:
-    """sklearn's bundled 8x8 digits (values 0..16) mapped to 8-bit: round(v * 255 / 16). `[1797, 1, 8, 8]`."""
-    from sklearn.datasets import load_digits
-    v = load_digits().images
-    return np.round(v * (255.0 / 16.0)).astype(np.uint8)[:, None]
-
-
-def read_idx(path: str) -> np.ndarray:
-    """Read an idx file (optionally .gz): magic 0x0000 08 <ndim>, big-endian int32 dims, uint8 data."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4:
-        raise ValueError(f"{path}: not an idx file (only {len(raw)} bytes)")
-    zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08 or ndim < 1:
-        raise ValueError(f"{path}: not an unsigned-byte idx file (magic bytes {raw[:4].hex()})")
-    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    expected = int(np.prod(dims))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != expected:
-        raise ValueError(f"{path}: header says shape {dims} ({expected} bytes) but the file holds {data.size}")
-    return data.reshape(dims)
-
-
-def _find(directory: str, stem: str) -> str:
-    for name in (stem, stem + ".gz"):
-        p = os.path.join(directory, name)
-        if os.path.exists(p):
-            return p
-    raise ValueError(f"Fashion-MNIST file {stem}[.gz] not found in {directory!r} (install the Debian "
-                     f"package dataset-fashion-mnist or set config.data.path; nothing is downloaded)")
-
-
-def load_fashion_mnist(directory: str) -> Tuple[np.ndarray, np.ndarray]:
-    """(train, test) uint8 arrays `[N, 1, 28, 28]` from the standard idx files in `directory`."""
-    out = []
-    for stem in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
-        p = _find(directory, stem)
-        a = read_idx(p)
-        if a.ndim != 3:
-            raise ValueError(f"{p}: expected images [N, H, W], got shape {a.shape}")
-        out.append(a[:, None])
-    return out[0], out[1]
-
-
-def load_image_folder(directory: str, num_channels: int) -> np.ndarray:
-    """All PNG/JPEG files of a folder (sorted by name) as uint8 `[N, C, H, W]`; sizes must agree."""
-    from PIL import Image
-    if not os.path.isdir(directory):
-        raise ValueError(f"image folder {directory!r} does not exist or is not a directory")
-    files = sorted(f for f in os.listdir(directory) if f.lower().endswith(IMAGE_SUFFIXES))
-    if not files:
-        raise ValueError(f"image folder {directory!r} holds no PNG/JPEG files (class subfolders: "
-                         f"see load_labelled_image_folder)")
-    if num_channels not in (1, 3):
-        raise ValueError(f"image folders need data.num_channels 1 (grey) or 3 (RGB), got {num_channels}")
-    mode = "L" if num_channels == 1 else "RGB"
-    arrays, first = [], None
-    for f in files:
-        path = os.path.join(directory, f)
-        try:
-            with Image.open(path) as im:
-                a = np.asarray(im.convert(mode), dtype=np.uint8)
-        except Exception as e:  # PIL raises many types for a bad file
-            raise ValueError(f"cannot read image {path!r}: {e}") from None
-        if first is None:
-            first = (f, a.shape)
-        elif a.shape != first[1]:
-            raise ValueError(f"image {path!r} has size {a.shape[1]}x{a.shape[0]} but {first[0]!r} has "
-                             f"{first[1][1]}x{first[1][0]}; all images in a folder must have one size")
-        arrays.append(a)
-    x = np.stack(arrays)
-    return x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)
-
-
-def load_array(path: str, key: Optional[str] = None) -> Tuple[np.ndarray, bool]:
-    """An .npy/.npz array: `[N, D]` vectors, `[N, H, W]` / `[N, C, H, W]` / `[N, H, W, C]` images.
-
-    uint8 arrays are 8-bit data; float arrays are used as they are. Returns (array, is_image)
-    with images as `[N, C, H, W]`.
-    """
-    if not os.path.isfile(path):
-        raise ValueError(f"data file {path!r} does not exist")
-    try:
-        if path.endswith(".npz"):
-            with np.load(path) as z:
-                keys = list(z.keys())
-                if not keys:
-                    raise ValueError(f"{path!r} holds no arrays")
-                k = key if key else ("x" if "x" in keys else keys[0])
-                if k not in keys:
-                    raise ValueError(f"{path!r} has no array {k!r}; it holds {keys}")
-                a = z[k]
-        elif path.endswith(".npy"):
-            a = np.load(path)
-        else:
-            raise ValueError(f"data file {path!r} must end in .npy or .npz")
-    except ValueError:
-        raise
-    except Exception as e:
-        raise ValueError(f"cannot read {path!r}: {e}") from None
-    if a.dtype != np.uint8 and not np.issubdtype(a.dtype, np.floating):
-        if np.issubdtype(a.dtype, np.integer):
-            a = a.astype(np.float64)
-        else:
-            raise ValueError(f"{path!r}: unsupported dtype {a.dtype}; expected uint8 or float")
-    if a.ndim == 2:
-        is_image = False
-    elif a.ndim == 3:
-        a, is_image = a[:, None], True
-    elif a.ndim == 4:
-        is_image = True
-        if a.shape[-1] in (1, 3, 4) and a.shape[1] not in (1, 3, 4):
-            a = a.transpose(0, 3, 1, 2)
-    else:
-        raise ValueError(f"{path!r}: array of shape {a.shape} has rank {a.ndim}; expected [N, D], [N, H, W], "
-                         f"[N, C, H, W] or [N, H, W, C]")
-    if a.shape[0] < 2:
-        raise ValueError(f"{path!r}: need at least 2 examples, got shape {a.shape}")
-    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
-        bad = int(np.argwhere(~np.isfinite(a.reshape(a.shape[0], -1)).all(axis=1))[0, 0]) \
-            if not np.isfinite(a).all() else -1
-        raise ValueError(f"{path!r}: array holds NaN or inf values (first in example {bad})")
-    return a, is_image
-
-
 # ---- splitting and the dataset factory ----------------------------------------------------------
 
 def split(x: Tensor, test_fraction: float, seed: int) -> Tuple[Tensor, Tensor]:
     """A random train/test split fixed by `seed` (same seed, same split)."""
     if not (0.0 < test_fraction < 1.0):
-        raise ValueError(f"data.test_fraction must lie in (0, 1), got {test_fraction!r}")
+        raise InputError(f"data.test_fraction must lie in (0, 1), got {test_fraction!r}")
     n = x.shape[0]
     n_test = max(1, int(round(n * test_fraction)))
     if n_test >= n:
-        raise ValueError(f"cannot split {n} examples with test_fraction={test_fraction}")
+        raise InputError(f"cannot split {n} examples with test_fraction={test_fraction}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return x[perm[n_test:]], x[perm[:n_test]]
 
@@ -313,10 +177,10 @@ def get_dataset(config) -> Dataset:
     levels = declared_levels(d)
     if name in TOY_SETS or name == "mixture":
         if levels is not None:
-            raise ValueError(f"data set {name!r} is continuous; data.num_levels must be 0, got {levels}")
+            raise InputError(f"data set {name!r} is continuous; data.num_levels must be 0, got {levels}")
         n_train, n_test = int(d.get("num_train", 20000)), int(d.get("num_test", 5000))
         if n_train < 1 or n_test < 1:
-            raise ValueError(f"data.num_train and data.num_test must be >= 1, got {n_train}, {n_test}")
+            raise InputError(f"data.num_train and data.num_test must be >= 1, got {n_train}, {n_test}")
         g = torch.Generator().manual_seed(seed)
         if name == "mixture":    # labels: the component each point was drawn from
             mx = d.mixture
@@ -330,7 +194,7 @@ def get_dataset(config) -> Dataset:
             ds = Dataset(name, x[:n_train], x[n_train:], is_image=False, eight_bit=False)
     elif name == "digits":
         if levels not in (None, 17, 256):
-            raise ValueError(f"digits have 17 levels (0..16); data.num_levels must be 0 or 17 (their own levels) "
+            raise InputError(f"digits have 17 levels (0..16); data.num_levels must be 0 or 17 (their own levels) "
                              f"or 256 (mapped to 8-bit), got {levels}")
         if levels == 256:
             x, L = uint8_to_model(load_digits_uint8()), 256
@@ -342,9 +206,8 @@ def get_dataset(config) -> Dataset:
                      train_labels=y_train, test_labels=y_test, num_classes=10)
     elif name == "fashion_mnist":
         if levels not in (None, 256):
-            raise ValueError(f"Fashion-MNIST is 8-bit; data.num_levels must be 0 or 256, got {levels}")
+            raise InputError(f"Fashion-MNIST is 8-bit; data.num_levels must be 0 or 256, got {levels}")
         directory = d.get("path", None) or FASHION_MNIST_DIR
-        from .labels import load_fashion_mnist_labels
         tr, te = load_fashion_mnist(directory)
         labels = load_fashion_mnist_labels(directory)
         ds = Dataset(name, uint8_to_model(tr), uint8_to_model(te), is_image=True, eight_bit=True,
@@ -352,8 +215,7 @@ def get_dataset(config) -> Dataset:
                      num_classes=10 if labels else 0)
     elif name == "folder":
         if not d.get("path", None):
-            raise ValueError("data.dataset='folder' needs data.path (a folder of PNG/JPEG images)")
-        from .labels import load_labelled_image_folder
+            raise InputError("data.dataset='folder' needs data.path (a folder of PNG/JPEG images)")
         labelled = load_labelled_image_folder(d.path, int(d.get("num_channels", 1)))
         if labelled is None:
             a = load_image_folder(d.path, int(d.get("num_channels", 1)))
@@ -367,18 +229,18 @@ def get_dataset(config) -> Dataset:
                          num_classes=len(classes), class_names=classes)
     elif name == "array":
         if not d.get("path", None):
-            raise ValueError("data.dataset='array' needs data.path (an .npy or .npz file)")
+            raise InputError("data.dataset='array' needs data.path (an .npy or .npz file)")
         a, is_image = load_array(d.path, d.get("key", None))
         if a.dtype == np.uint8:
             x, L = levels_of_uint8(a, levels, d.path), levels or 256
         elif levels is not None:
-            raise ValueError(f"{d.path!r}: data.num_levels={levels} is for uint8 data, but the array holds "
+            raise InputError(f"{d.path!r}: data.num_levels={levels} is for uint8 data, but the array holds "
                              f"{a.dtype} values (used as continuous data)")
         else:
             x, L = torch.as_tensor(a).float(), None
         ds = Dataset(name, *split(x, tf, seed), is_image=is_image, eight_bit=L is not None, num_levels=L)
     else:
-        raise ValueError(f"unknown data set {name!r}; expected one of {list(DATASETS)}")
+        raise InputError(f"unknown data set {name!r}; expected one of {list(DATASETS)}")
     check_config_matches(ds, config)
     return ds
 
@@ -389,14 +251,14 @@ def check_config_matches(ds: Dataset, config) -> None:
     if ds.is_image:
         C, H, W = ds.shape
         if H != W:
-            raise ValueError(f"data set {ds.name!r} has non-square images {H}x{W}; the U-Net needs square images")
+            raise InputError(f"data set {ds.name!r} has non-square images {H}x{W}; the U-Net needs square images")
         if (d.get("image_size", None), d.get("num_channels", None)) != (H, C):
-            raise ValueError(f"data set {ds.name!r} has images of shape {ds.shape} but the config says "
+            raise InputError(f"data set {ds.name!r} has images of shape {ds.shape} but the config says "
                              f"data.image_size={d.get('image_size', None)}, "
                              f"data.num_channels={d.get('num_channels', None)}")
     else:
         if d.get("dim", None) != ds.shape[0]:
-            raise ValueError(f"data set {ds.name!r} has vectors of dimension {ds.shape[0]} but the config says "
+            raise InputError(f"data set {ds.name!r} has vectors of dimension {ds.shape[0]} but the config says "
                              f"data.dim={d.get('dim', None)}")
 
 
@@ -411,9 +273,9 @@ class BatchSampler:
 
     def __init__(self, n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1):
         if batch_size <= 0:
-            raise ValueError(f"batch size must be > 0, got {batch_size}")
+            raise InputError(f"batch size must be > 0, got {batch_size}")
         if n < world_size:
-            raise ValueError(f"{n} training examples cannot be sharded over {world_size} ranks")
+            raise InputError(f"{n} training examples cannot be sharded over {world_size} ranks")
         self.n, self.batch_size, self.generator = n, batch_size, generator
         self.rank, self.world_size = rank, world_size
         self.queue = torch.empty(0, dtype=torch.long)

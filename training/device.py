@@ -18,6 +18,7 @@ import re
 
 import torch
 from torch import nn
+from configs.errors import InputError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -26,7 +27,7 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 def check_device_name(name) -> None:
     """ValueError unless `name` is a device spelling we accept (availability is checked later)."""
     if not isinstance(name, str) or not _DEVICE.match(name):
-        raise ValueError(f"config.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}")
+        raise InputError(f"config.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}")
 
 
 def resolve_device(name: str = "auto", local_rank: int = None) -> torch.device:
@@ -43,21 +44,21 @@ def resolve_device(name: str = "auto", local_rank: int = None) -> torch.device:
             return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"config.device={name!r} but CUDA is not available on this machine "
+            raise InputError(f"config.device={name!r} but CUDA is not available on this machine "
                              f"(torch {torch.__version__}); use 'cpu' or 'auto'")
         index = int(name.split(":")[1]) if ":" in name else local_rank
         if index >= torch.cuda.device_count():
-            raise ValueError(f"config.device={name!r} (index {index}) but only {torch.cuda.device_count()} "
+            raise InputError(f"config.device={name!r} (index {index}) but only {torch.cuda.device_count()} "
                              f"CUDA device(s) are visible")
         return torch.device("cuda", index)
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("config.device='mps' but MPS is not available on this machine")
+        raise InputError("config.device='mps' but MPS is not available on this machine")
     return torch.device(name)
 
 
 def check_precision(precision) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(f"training.precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        raise InputError(f"training.precision must be one of {list(PRECISIONS)}, got {precision!r}")
 
 
 def autocast(device: torch.device, precision: str):

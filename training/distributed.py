@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
+from configs.errors import InputError
 
 
 @dataclass
@@ -45,9 +46,9 @@ def env_world() -> DistInfo:
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
     except ValueError as e:
-        raise ValueError(f"bad torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {e}") from None
+        raise InputError(f"bad torchrun environment (RANK/WORLD_SIZE/LOCAL_RANK): {e}") from None
     if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}")
+        raise InputError(f"bad torchrun environment: RANK={rank}, WORLD_SIZE={world}")
     return DistInfo(rank, world, local)
 
 

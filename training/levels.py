@@ -6,6 +6,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from configs.errors import InputError
 
 Tensor = torch.Tensor
 
@@ -28,16 +29,16 @@ def uint8_to_levels(a: np.ndarray, num_levels: int, source: str) -> np.ndarray:
     back = np.round(k * 255.0 / (num_levels - 1))
     off = back != a
     if off.any():
-        raise ValueError(f"{source}: data.num_levels={num_levels} but the 8-bit value {int(a[off].flat[0])} "
+        raise InputError(f"{source}: data.num_levels={num_levels} but the 8-bit value {int(a[off].flat[0])} "
                          f"is not one of the {num_levels} levels round(k * 255 / {num_levels - 1})")
     return k
 
 
 def declared_levels(d) -> Optional[int]:
     """data.num_levels: 0 (or absent) -> None (the data's own levels), else an int 2..256."""
-    v = d.get("num_levels", 0)
+    v = d.num_levels
     if isinstance(v, bool) or not isinstance(v, int) or not (v == 0 or 2 <= v <= 256):
-        raise ValueError(f"data.num_levels must be 0 (the data's own levels) or an int in 2..256, got {v!r}")
+        raise InputError(f"data.num_levels must be 0 (the data's own levels) or an int in 2..256, got {v!r}")
     return v or None
 
 

@@ -29,15 +29,18 @@ Tensor = torch.Tensor
 import sde_lib
 from models import get_model, get_score_fn
 
-from . import distributed
+import training.distributed as distributed
 from .checkpoint import (TRAIN_KEYS, WEIGHT_KEYS, check_state_dict, find_checkpoint, latest_checkpoint,
                          load_checkpoint, save_checkpoint)
-from .device import AutocastModule, check_precision, grad_scaler, resolve_device
+from .device import AutocastModule, grad_scaler, resolve_device
 from .device import generator as device_generator
 from .data import BatchSampler, Dataset, dequantize, get_dataset
 from .ema import EMA
 from .workdir import WorkdirLock, clean_stale_temp
 from .losses import get_loss_fn
+from .labels import check_labels, drop_labels
+from .monitor import Monitor
+from configs.errors import InputError
 
 
 class NonFiniteLossError(RuntimeError):
@@ -55,51 +58,16 @@ class TrainState:
 
 def check_workdir(workdir: str) -> None:
     if not isinstance(workdir, str) or not workdir:
-        raise ValueError(f"workdir must be a non-empty path, got {workdir!r}")
+        raise InputError(f"workdir must be a non-empty path, got {workdir!r}")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise ValueError(f"workdir {workdir!r} exists and is not a directory")
+        raise InputError(f"workdir {workdir!r} exists and is not a directory")
     parent = os.path.abspath(workdir)
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise ValueError(f"cannot create workdir {workdir!r}: {parent!r} is a file, not a directory")
+        raise InputError(f"cannot create workdir {workdir!r}: {parent!r} is a file, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"workdir {workdir!r}: {parent!r} is not writable by this user")
-
-
-def _check_training_config(t) -> None:
-    def need(cond, msg):
-        if not cond:
-            raise ValueError(msg)
-
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    def is_num(v):
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    need(is_int(t.n_iters) and t.n_iters >= 0, f"training.n_iters must be an int >= 0, got {t.n_iters!r}")
-    need(is_int(t.batch_size) and t.batch_size > 0, f"training.batch_size must be an int > 0, got {t.batch_size!r}")
-    for name in ("snapshot_freq", "log_freq", "keep"):
-        need(is_int(t[name]) and t[name] >= 1, f"training.{name} must be an int >= 1, got {t[name]!r}")
-    need(is_num(t.lr) and t.lr > 0, f"training.lr must be a finite number > 0, got {t.lr!r}")
-    need(is_int(t.warmup) and t.warmup >= 0, f"training.warmup must be an int >= 0, got {t.warmup!r}")
-    need(is_num(t.grad_clip) and t.grad_clip >= 0,
-         f"training.grad_clip must be >= 0 (0 disables clipping), got {t.grad_clip!r}")
-    need(is_num(t.beta1) and 0 <= t.beta1 < 1, f"training.beta1 must lie in [0, 1), got {t.beta1!r}")
-    need(is_num(t.adam_eps) and t.adam_eps > 0, f"training.adam_eps must be > 0, got {t.adam_eps!r}")
-    need(is_num(t.weight_decay) and t.weight_decay >= 0,
-         f"training.weight_decay must be >= 0, got {t.weight_decay!r}")
-    need(is_num(t.ema_decay) and 0 <= t.ema_decay < 1, f"training.ema_decay must lie in [0, 1), got {t.ema_decay!r}")
-    check_precision(t.get("precision", "fp32"))
-    for name in ("sample_freq", "eval_freq"):
-        v = t.get(name, 0)
-        need(is_int(v) and v >= 0, f"training.{name} must be an int >= 0 (0: off), got {v!r}")
-    for name in ("sample_num", "eval_num_samples"):
-        v = t.get(name, 1)
-        need(is_int(v) and v >= 1, f"training.{name} must be an int >= 1, got {v!r}")
-    for name in ("channels_last", "compile", "continuous", "reduce_mean", "likelihood_weighting", "ema_warmup"):
-        v = t.get(name, False)
-        need(isinstance(v, bool), f"training.{name} must be True or False, got {v!r}")
+        raise InputError(f"workdir {workdir!r}: {parent!r} is not writable by this user")
 
 
 def build_optimizer(config, model: nn.Module) -> torch.optim.Optimizer:
@@ -114,9 +82,9 @@ def build_state(config, device: Optional[torch.device] = None) -> TrainState:
     model = get_model(config)
     if device is not None:
         model = model.to(device)
-    if config.training.get("channels_last", False):
+    if config.training.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ema = EMA(model, config.training.ema_decay, warmup=config.training.get("ema_warmup", True))
+    ema = EMA(model, config.training.ema_decay, warmup=config.training.ema_warmup)
     return TrainState(model, ema, build_optimizer(config, model), 0, None)
 
 
@@ -133,7 +101,7 @@ def restore_model(config, workdir: str, use_ema: bool = True, step: Optional[int
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
-        raise ValueError(f"checkpoint {ckpt!r} does not fit the model built from the config: "
+        raise InputError(f"checkpoint {ckpt!r} does not fit the model built from the config: "
                          f"{str(e).splitlines()[0]}") from None
     if device is not None:
         model = model.to(device)
@@ -173,18 +141,16 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optiona
     Raises NonFiniteLossError on a NaN/inf loss or gradient (before the update) or non-finite
     weights at a snapshot (nothing written), naming the last checkpoint known to be good.
     """
-    from .monitor import Monitor
     tcfg = config.training
-    _check_training_config(tcfg)
     check_workdir(workdir)
     here = distributed.current()
     rank = here.rank if rank is None else rank
     world_size = here.world_size if world_size is None else world_size
     if tcfg.batch_size % world_size:
-        raise ValueError(f"training.batch_size={tcfg.batch_size} is the global batch and must be divisible by "
+        raise InputError(f"training.batch_size={tcfg.batch_size} is the global batch and must be divisible by "
                          f"the number of processes ({world_size})")
-    device = resolve_device(config.get("device", "cpu"))
-    precision = tcfg.get("precision", "fp32")
+    device = resolve_device(config.device)
+    precision = tcfg.precision
     sde = sde_lib.get_sde(config)
     dataset = dataset if dataset is not None else get_dataset(config)
     is_main = rank == 0
@@ -226,7 +192,7 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
             ema.load_state_dict(saved["ema"])
             opt.load_state_dict(saved["optimizer"])
         except (RuntimeError, KeyError, ValueError) as e:
-            raise ValueError(f"checkpoint {ckpt!r} does not fit the model built from the config "
+            raise InputError(f"checkpoint {ckpt!r} does not fit the model built from the config "
                              f"(different model settings?): {str(e).splitlines()[0]}") from None
         step0 = int(saved["step"])
         streams = [_per_rank(saved.get(k), rank, world_size)
@@ -255,26 +221,25 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
     elif world_size > 1 and distributed.current().enabled:
         from torch.nn.parallel import DistributedDataParallel
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if tcfg.get("compile", False):
+    if tcfg.compile:
         train_model = torch.compile(train_model)
     if precision != "fp32":
         train_model = AutocastModule(train_model, device, precision)
     score_fn = get_score_fn(sde, train_model, train=True)
     loss_fn = get_loss_fn(sde, tcfg.continuous, tcfg.reduce_mean, tcfg.likelihood_weighting,
-                          tcfg.get("importance_sampling", False))
+                          tcfg.importance_sampling)
     # discrete data: train on uniformly dequantised values, the density that eval scores
-    levels = getattr(dataset, "num_levels", None) if tcfg.get("dequantize", True) else None
+    levels = getattr(dataset, "num_levels", None) if tcfg.dequantize else None
     params = [p for p in model.parameters() if p.requires_grad]
     data = _place_data(dataset.train, device)
-    channels_last = tcfg.get("channels_last", False) and data.dim() == 4
+    channels_last = tcfg.channels_last and data.dim() == 4
     monitor = Monitor(config, sde, dataset, ema, device, workdir, on_samples) if is_main else None
     # class-conditional training (issue 10): batch labels, dropped to the null label with
     # probability training.label_dropout (classifier-free guidance)
-    num_classes = int(config.model.get("num_classes", 0))
+    num_classes = config.model.num_classes
     if num_classes:
-        from .labels import check_label_dropout, check_labels, drop_labels
         check_labels(dataset, num_classes)
-        label_dropout = check_label_dropout(tcfg.get("label_dropout", 0.0))
+        label_dropout = tcfg.label_dropout
         train_labels = dataset.train_labels.to(data.device)
 
     def snapshot(step, protect):
@@ -296,7 +261,7 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
         return save_checkpoint(ckpt_dir, blob, step, tcfg.keep, protect=protect)
 
     if progress is None:
-        progress = bool(tcfg.get("progress", True))
+        progress = tcfg.progress
     from tqdm import tqdm
     bar = tqdm(total=tcfg.n_iters, initial=state.step, disable=not (progress and is_main),
                desc="train", dynamic_ncols=True, leave=True)

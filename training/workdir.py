@@ -16,6 +16,7 @@ import os
 import re
 import socket
 from typing import List
+from configs.errors import InputError
 
 LOCK_NAME = ".lock"
 _TMP = re.compile(r"^\.tmp-(?:(\d+)(?:@([A-Za-z0-9_]+))?-)?")
@@ -69,7 +70,7 @@ class WorkdirLock:
             os.close(fd)
             pid = holder[0] if holder else "unknown"
             host = f" on {holder[1]}" if len(holder) > 1 else ""
-            raise ValueError(f"workdir {self.workdir!r} is in use by pid {pid}{host} (lock {self.path}); "
+            raise InputError(f"workdir {self.workdir!r} is in use by pid {pid}{host} (lock {self.path}); "
                              f"wait for it to finish or use another --workdir") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)

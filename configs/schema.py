@@ -1,0 +1,372 @@
+"""The config schema: every field of a run's config validated in one place, before any work.
+
+One `validate_<section>(config)` per section of `configs/default.py` (defaults live there, once);
+`validate_config(config)` runs them all. Each raises `ConfigError(field, value, expected)`, so a
+bad value gives one line `error: config.<field> must be <expected>, got <value>`.
+
+Names are checked against the registries (`sde_lib.get_sde`, `models.model_names`,
+`training.data.DATASETS`, `solvers.SAMPLERS`, `evaluation.METRICS`, `solvers.MASKS`): a new
+entry in a registry is a valid config value without touching this file.
+
+Also here, because the config is where they are written: `parse_class_label`
+(`sampling.class_label`) and the sampler entries of `compare.samplers` (`parse_sampler_entry`,
+`resolve_samplers`). A feature adds its own section's validator here and calls it from
+`validate_config`.
+"""
+from __future__ import annotations
+
+import ast
+import math
+from typing import List, Tuple
+
+import torch
+
+import models
+import sde_lib
+import solvers
+from evaluation.metrics import METRICS
+from models.convert import FORMATS as CHECKPOINT_FORMATS
+from models.layers import FOURIER_PRODUCTS
+from models.unet import UNET_CHOICES
+from training.data import DATASETS, declared_levels
+from training.device import PRECISIONS, check_device_name
+
+from .errors import ConfigError, InputError
+
+GUIDANCE = ("none", "classifier", "cfg", "universal")
+ESTIMATORS = ("ode", "elbo", "both")
+TRACES = ("exact", "hutchinson")
+
+
+# ---- field checks ---------------------------------------------------------------------------
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def int_at_least(config, field: str, least: int) -> None:
+    v = _get(config, field)
+    if not _is_int(v) or v < least:
+        raise ConfigError(field, v, f"an int >= {least}")
+
+
+def boolean(config, field: str) -> None:
+    v = _get(config, field)
+    if not isinstance(v, bool):
+        raise ConfigError(field, v, "True or False")
+
+
+def number(config, field: str, lo=None, hi=None, lo_open=False, hi_open=False) -> None:
+    """A finite number in [lo, hi] (open ends with lo_open / hi_open; None: unbounded)."""
+    v = _get(config, field)
+    ok = _is_num(v) and (lo is None or (v > lo if lo_open else v >= lo)) and \
+        (hi is None or (v < hi if hi_open else v <= hi))
+    if not ok:
+        rng = f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}" \
+              f"{')' if hi_open or hi is None else ']'}"
+        raise ConfigError(field, v, f"a finite number in {rng}")
+
+
+def one_of(config, field: str, choices) -> None:
+    v = _get(config, field)
+    if v not in choices:
+        raise ConfigError(field, v, f"one of {sorted(choices)}")
+
+
+def _get(config, field: str):
+    node = config
+    for k in field.split("."):
+        node = node[k]
+    return node
+
+
+# ---- sections -------------------------------------------------------------------------------
+
+def validate_run(config) -> None:
+    """Top-level fields: seed, device."""
+    int_at_least(config, "seed", 0)
+    try:
+        check_device_name(config.device)
+    except ValueError:
+        raise ConfigError("device", config.device, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+
+
+def validate_data(config) -> None:
+    d = config.data
+    one_of(config, "data.dataset", DATASETS)
+    try:
+        declared_levels(d)
+    except ValueError:
+        raise ConfigError("data.num_levels", d.num_levels, "0 (the data's own levels) or an int in 2..256") from None
+    int_at_least(config, "data.split_seed", 0)
+    number(config, "data.test_fraction", 0.0, 1.0, lo_open=True, hi_open=True)
+    for name in ("num_train", "num_test", "image_size", "num_channels", "dim"):
+        int_at_least(config, f"data.{name}", 1)
+
+
+def validate_sde(config) -> None:
+    try:
+        sde_lib.get_sde(config)
+    except ValueError as e:
+        raise InputError(f"config.sde: {e}") from None
+
+
+def validate_model(config) -> None:
+    """The name is registered and the network builds (on the meta device: no memory, no compute)."""
+    one_of(config, "model.name", models.model_names())
+    int_at_least(config, "model.num_classes", 0)
+    for name, choices in UNET_CHOICES.items():          # U-Net options (None: the family's default)
+        if config.model[name] is not None:
+            one_of(config, f"model.{name}", choices)
+    if config.model.fourier_product is not None:
+        one_of(config, "model.fourier_product", FOURIER_PRODUCTS)
+    if config.model.fourier_mult is not None:
+        int_at_least(config, "model.fourier_mult", 1)
+    for name in ("resample_skip_conv", "fir", "exact_groups", "center_input"):
+        if config.model[name] is not None:
+            boolean(config, f"model.{name}")
+    try:
+        with torch.device("meta"):
+            models.get_model(config)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise InputError(f"the model settings do not build a network: {type(e).__name__}: {first}") from None
+
+
+def validate_training(config) -> None:
+    t = "training"
+    for name in ("n_iters", "warmup", "sample_freq", "eval_freq", "num_threads"):
+        int_at_least(config, f"{t}.{name}", 0)
+    for name in ("batch_size", "snapshot_freq", "log_freq", "keep", "sample_num", "eval_num_samples"):
+        int_at_least(config, f"{t}.{name}", 1)
+    number(config, f"{t}.lr", 0.0, lo_open=True)
+    number(config, f"{t}.grad_clip", 0.0)
+    number(config, f"{t}.beta1", 0.0, 1.0, hi_open=True)
+    number(config, f"{t}.adam_eps", 0.0, lo_open=True)
+    number(config, f"{t}.weight_decay", 0.0)
+    number(config, f"{t}.ema_decay", 0.0, 1.0, hi_open=True)
+    number(config, f"{t}.label_dropout", 0.0, 1.0)
+    one_of(config, f"{t}.precision", PRECISIONS)
+    for name in ("channels_last", "compile", "continuous", "reduce_mean", "likelihood_weighting", "ema_warmup",
+                 "importance_sampling", "dequantize", "progress"):
+        boolean(config, f"{t}.{name}")
+
+
+def validate_sampling(config) -> None:
+    s = config.sampling
+    one_of(config, "sampling.sampler", solvers.SAMPLERS)
+    for name in ("steps", "num_samples", "batch_size", "samples_per_class"):
+        int_at_least(config, f"sampling.{name}", 1)
+    int_at_least(config, "sampling.seed", 0)
+    for name in ("denoise", "use_ema"):
+        boolean(config, f"sampling.{name}")
+    spec = solvers.SAMPLERS[s.sampler]
+    given = s.options.get(s.sampler, None)
+    unknown = sorted(set(given or {}) - set(spec.options))
+    if unknown:
+        raise ConfigError(f"sampling.options.{s.sampler}", dict(given), f"options among {sorted(spec.options)}")
+    _validate_guidance(config)
+
+
+def parse_class_label(config):
+    """`sampling.class_label` as None, an int, or "all"."""
+    text = str(config.sampling.class_label).strip().lower()
+    if text in ("none", ""):
+        return None
+    if text == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError("sampling.class_label", text, "'none', an int or 'all'") from None
+
+
+def _validate_guidance(config) -> None:
+    s = config.sampling
+    one_of(config, "sampling.guidance", GUIDANCE)
+    g, label = s.guidance, parse_class_label(config)
+    K = config.model.num_classes
+    if g != "none" and label is None:
+        raise ConfigError("sampling.class_label", s.class_label, f"an int or 'all' with sampling.guidance={g!r}")
+    if g == "cfg" and K == 0:
+        raise ConfigError("model.num_classes", K, "> 0 (a class-conditional model) for sampling.guidance='cfg'")
+    if g == "none" and label is not None and K == 0:
+        raise ConfigError("model.num_classes", K, "> 0 (a class-conditional model) for sampling.class_label "
+                                                 "without guidance; or use sampling.guidance=classifier")
+    n = K if K else config.classifier.num_classes if g in ("classifier", "universal") else 0
+    if isinstance(label, int) and not 0 <= label < max(n, 1):
+        raise ConfigError("sampling.class_label", label, f"a class in [0, {n})")
+    number(config, "sampling.guidance_scale")
+
+
+def validate_eval(config) -> None:
+    for name in ("batch_size", "repeats", "probes"):
+        int_at_least(config, f"eval.{name}", 1)
+    int_at_least(config, "eval.elbo_n_t", 2)
+    int_at_least(config, "eval.num_samples", 0)
+    int_at_least(config, "eval.seed", 0)
+    boolean(config, "eval.use_ema")
+    one_of(config, "eval.estimator", ESTIMATORS)
+    one_of(config, "eval.trace", TRACES)
+    one_of(config, "eval.dtype", ("float32", "float64"))
+    if config.eval.eps is not None:
+        number(config, "eval.eps", 0.0, 1.0, lo_open=True, hi_open=True)
+
+
+def validate_compare(config) -> None:
+    c = config.compare
+    resolve_samplers(c.samplers)
+    for v in c.nfe:
+        if not _is_int(v) or v < 2:
+            raise ConfigError("compare.nfe", tuple(c.nfe), "ints >= 2 (score evaluations)")
+    for v in c.tolerances:
+        if not _is_num(v) or not v > 0:
+            raise ConfigError("compare.tolerances", tuple(c.tolerances), "numbers > 0")
+    int_at_least(config, "compare.num_samples", 10)
+    seeds = tuple(c.seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or not all(_is_int(s) and s >= 0 for s in seeds):
+        raise ConfigError("compare.seeds", seeds, "distinct ints >= 0")
+    if len(seeds) < 2:
+        raise ConfigError("compare.seeds", seeds, "at least 2 seeds (it needs at least 2 seeds for a standard error)")
+    if c.primary_metric:
+        one_of(config, "compare.primary_metric", METRICS)
+    int_at_least(config, "compare.seed", 0)
+    int_at_least(config, "compare.feature_epochs", 1)
+    for name in ("quick", "inception", "progress", "use_ema"):
+        boolean(config, f"compare.{name}")
+
+
+def validate_classifier(config) -> None:
+    one_of(config, "classifier.name", models.CLASSIFIERS)
+    for name in ("num_classes", "n_iters", "batch_size", "nf", "num_res_blocks", "hidden", "num_blocks"):
+        int_at_least(config, f"classifier.{name}", 1)
+    int_at_least(config, "classifier.seed", 0)
+    number(config, "classifier.lr", 0.0, lo_open=True)
+    number(config, "classifier.weight_decay", 0.0)
+    number(config, "classifier.dropout", 0.0, 1.0, hi_open=True)
+    boolean(config, "classifier.noise_conditional")
+    if not isinstance(config.classifier.dir, str) or not config.classifier.dir:
+        raise ConfigError("classifier.dir", config.classifier.dir, "a non-empty folder name")
+
+
+def validate_inpaint(config) -> None:
+    c = config.inpaint
+    one_of(config, "inpaint.mask", solvers.MASKS)
+    box = tuple(c.box)
+    if len(box) != 4 or not all(_is_num(b) and 0.0 <= b <= 1.0 for b in box) or box[0] >= box[2] \
+            or box[1] >= box[3]:
+        raise ConfigError("inpaint.box", box, "(row0, col0, row1, col1) fractions with row0 < row1, col0 < col1")
+    number(config, "inpaint.random_fraction", 0.0, 1.0, lo_open=True, hi_open=True)
+    for name in ("num_images", "steps", "recurrence", "corrector_steps"):
+        int_at_least(config, f"inpaint.{name}", 1)
+    int_at_least(config, "inpaint.seed", 0)
+    boolean(config, "inpaint.use_ema")
+    one_of(config, "inpaint.corrector", solvers.CORRECTORS)
+    number(config, "inpaint.snr", 0.0, lo_open=True)
+    one_of(config, "inpaint.sampler", solvers.INPAINT_SAMPLERS)
+
+
+def validate_pretrained(config) -> None:
+    """config.pretrained (configs/pretrained/*.py only): the checkpoint format and the file's path
+    (the file itself is read and checked by --mode import, runner/importer.py)."""
+    if "pretrained" not in config:
+        return
+    one_of(config, "pretrained.format", CHECKPOINT_FORMATS)
+    if not isinstance(config.pretrained.checkpoint, str):
+        raise ConfigError("pretrained.checkpoint", config.pretrained.checkpoint, "a file path (a string)")
+
+
+SECTIONS = (validate_run, validate_data, validate_sde, validate_model, validate_training, validate_sampling,
+            validate_eval, validate_compare, validate_classifier, validate_inpaint, validate_pretrained)
+
+
+def validate_config(config) -> None:
+    """Every section's validator, in the order of `configs/default.py`; raises ConfigError/InputError."""
+    for check in SECTIONS:
+        check(config)
+
+
+# ---- compare.samplers entries ---------------------------------------------------------------
+
+def parse_sampler_entry(text: str) -> Tuple[str, dict]:
+    """A sampler entry of `config.compare.samplers`: a registry name ("pc") or a *variant*, the name
+    called with options ("pc(predictor=ancestral, corrector=none, steps=1000)"). Option values are
+    Python literals; a bare word is a string. Returns (name, options)."""
+    text = str(text).strip()
+    field = "compare.samplers"
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        node = None
+    if isinstance(node, ast.Name):
+        name, options = node.id, {}
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.args:
+        name, options = node.func.id, {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise ConfigError(field, text, "options written as key=value, not **")
+            v = kw.value
+            options[kw.arg] = v.id if isinstance(v, ast.Name) else _literal(v, text)
+    else:
+        raise ConfigError(field, text, "entries such as 'pc' or 'pc(predictor=ancestral, steps=1000)' "
+                                       "(bad sampler entry)")
+    if name not in solvers.SAMPLERS:
+        raise ConfigError(field, text, f"'all' or sampler names from {list(solvers.SAMPLERS)} "
+                                       f"(unknown sampler {name!r})")
+    allowed = set(solvers.SAMPLERS[name].options) | {"steps", "schedule", "rho"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ConfigError(field, text, f"options of {name!r} among {sorted(allowed)} "
+                                       f"(unknown option(s) {unknown} for {name!r})")
+    if "steps" in options and (not _is_int(options["steps"]) or options["steps"] < 1):
+        raise ConfigError(field, text, f"steps as an int >= 1 (steps must be an int >= 1, got {options['steps']!r})")
+    return name, options
+
+
+def _literal(node, text):
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ConfigError("compare.samplers", text, "option values that are literals or bare words") from None
+
+
+def resolve_samplers(spec) -> Tuple[str, ...]:
+    """`"all"` (every registered sampler, resolved now so new samplers join), a tuple of entries,
+    or a string of entries ("a,b" or "('a', 'b')"); each entry checked by `parse_sampler_entry`."""
+    names = spec
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text == "all":
+            return tuple(solvers.SAMPLERS)
+        try:
+            names = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            names = _split_top(text)
+        if isinstance(names, str):
+            names = (names,)
+    names = tuple(str(n).strip() for n in names)
+    if not names:
+        raise ConfigError("compare.samplers", spec, "'all' or a non-empty tuple of sampler entries")
+    for name in names:
+        parse_sampler_entry(name)
+    if len(set(names)) != len(names):
+        raise ConfigError("compare.samplers", names, "distinct entries (it lists an entry twice)")
+    return names
+
+
+def _split_top(text: str) -> List[str]:
+    """Split "a, pc(x=1, y=2)" at the commas outside parentheses."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [s.strip() for s in out if s.strip()]
