@@ -75,6 +75,12 @@ def test_cli_import_of_ve_ncsnpp_matches_the_reference_score(tmp_path):
         r = load_run(str(tmp_path / "run"), ema=which == "ema")
         assert r.step == 1234 and r.shape == (3, 8, 8)
         assert _reference_score(r, out, m, which) <= 1e-5, which
+        # the network alone, on the reference's own labels (sigma of [0, 1] data; its output is scaled by
+        # 1/sigma inside): much closer than the score, whose label the two codes round differently
+        sigma = out[f"{which}_label"]
+        with torch.no_grad():
+            net = r.model(out["x"], torch.log(sigma)) / sigma[:, None, None, None]
+        assert _rel(net, out[f"{which}_net"]) <= 2e-6, which
     # the EMA and the raw weights differ, so the comparison above tells them apart
     assert _rel(out["ema_score"], out["model_score"]) > 1e-3
 

@@ -77,7 +77,8 @@ def test_fir_with_a_box_kernel_is_average_pooling_and_nearest(gen):
 
 
 def test_fir_1331_keeps_constants_inside_and_is_linear_interpolation(gen):
-    """[1,3,3,1]/8 upsampling = linear interpolation at the quarter points (3/4 a + 1/4 b)."""
+    """[1,3,3,1]/8 upsampling = linear interpolation at the quarter points (3/4 a + 1/4 b); downsampling
+    keeps a linear ramp linear, sampled at the centres of the 2x2 cells."""
     from models.resample import fir_downsample, fir_kernel_2d, fir_upsample
     k = fir_kernel_2d((1, 3, 3, 1), dtype=torch.float64)
     ones = torch.ones(1, 1, 8, 8, dtype=torch.float64)
@@ -87,6 +88,8 @@ def test_fir_1331_keeps_constants_inside_and_is_linear_interpolation(gen):
     up = fir_upsample(ramp, k)[0, 0, 4, 1:-1]                               # interior row
     want = torch.arange(1, 15, dtype=torch.float64) / 2 - 0.25                # pixel m sits at input (m - 1/2) / 2
     torch.testing.assert_close(up, want)
+    down = fir_downsample(ramp, k)[0, 0, 1, 1:-1]                            # pixel i sits at input 2 i + 1/2
+    torch.testing.assert_close(down, torch.tensor([2.5, 4.5], dtype=torch.float64))
 
 
 @pytest.mark.parametrize("options", [
