@@ -176,38 +176,32 @@ _DIFFUSERS_RES = {"norm1": "norm1", "conv1": "conv1", "time_emb_proj": "temb", "
 _DIFFUSERS_ATTN = {"to_q": 0, "to_k": 1, "to_v": 2, "query": 0, "key": 1, "value": 2}
 
 
+def _diffusers_path(kinds, layers, ours, blocks, resample_kind, resample_cls, resamplers):
+    """One path (down or up) of UNet2DModel: level i's resnets / attentions, then its resampler."""
+    out, level, block = [], 0, -1
+    for i, (kind, layer) in enumerate(zip(kinds, layers)):
+        if kind == "res":
+            block += 1
+            out.append((f"{ours}.{i}", f"{blocks}.{level}.resnets.{block}", "res"))
+        elif kind == "attn":
+            out.append((f"{ours}.{i}", f"{blocks}.{level}.attentions.{block}", "attn"))
+        elif kind == resample_kind and isinstance(layer, resample_cls):
+            out.append((f"{ours}.{i}", f"{blocks}.{level}.{resamplers}.0", "plain"))
+            level, block = level + 1, -1
+        else:
+            raise ConversionError("the config's network is not in diffusers' UNet2DModel layout "
+                                  "(use model.name = 'diffusers_ddpm')")
+    return out
+
+
 def diffusers_order(model: UNet) -> List[Tuple[str, str, str]]:
     """(our prefix, diffusers prefix, kind) of every layer of a UNet in the UNet2DModel layout."""
     out = [("temb_mlp.0", "time_embedding.linear_1", "plain"), ("temb_mlp.2", "time_embedding.linear_2", "plain"),
            ("conv_in", "conv_in", "plain")]
-    level, block = 0, -1
-    for i, (kind, layer) in enumerate(zip(model._down_kinds, model.down)):
-        if kind == "res":
-            block += 1
-            out.append((f"down.{i}", f"down_blocks.{level}.resnets.{block}", "res"))
-        elif kind == "attn":
-            out.append((f"down.{i}", f"down_blocks.{level}.attentions.{block}", "attn"))
-        elif kind == "down" and isinstance(layer, Downsample):
-            out.append((f"down.{i}", f"down_blocks.{level}.downsamplers.0", "plain"))
-            level, block = level + 1, -1
-        else:
-            raise ConversionError("the config's network is not in diffusers' UNet2DModel layout "
-                                  "(use model.name = 'diffusers_ddpm')")
+    out += _diffusers_path(model._down_kinds, model.down, "down", "down_blocks", "down", Downsample, "downsamplers")
     out += [("mid.0", "mid_block.resnets.0", "res"), ("mid.1", "mid_block.attentions.0", "attn"),
             ("mid.2", "mid_block.resnets.1", "res")]
-    level, block = 0, -1
-    for i, (kind, layer) in enumerate(zip(model._up_kinds, model.up)):
-        if kind == "res":
-            block += 1
-            out.append((f"up.{i}", f"up_blocks.{level}.resnets.{block}", "res"))
-        elif kind == "attn":
-            out.append((f"up.{i}", f"up_blocks.{level}.attentions.{block}", "attn"))
-        elif kind == "up" and isinstance(layer, Upsample):
-            out.append((f"up.{i}", f"up_blocks.{level}.upsamplers.0", "plain"))
-            level, block = level + 1, -1
-        else:
-            raise ConversionError("the config's network is not in diffusers' UNet2DModel layout "
-                                  "(use model.name = 'diffusers_ddpm')")
+    out += _diffusers_path(model._up_kinds, model.up, "up", "up_blocks", "up", Upsample, "upsamplers")
     return out + [("norm_out", "conv_norm_out", "plain"), ("conv_out", "conv_out", "plain")]
 
 

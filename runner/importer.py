@@ -32,7 +32,7 @@ import models
 from configs.errors import InputError
 from configs.schema import validate_pretrained
 from models.convert import from_diffusers, from_score_sde, score_sde_ema
-from training.checkpoint import save_checkpoint
+from training.checkpoint import check_file, save_checkpoint
 
 from .rundir import save_config
 
@@ -95,12 +95,7 @@ def _checkpoint_file(p) -> str:
             if os.path.isfile(os.path.join(path, name)):
                 return os.path.join(path, name)
         raise InputError(f"folder {path!r} holds neither of {list(DIFFUSERS_FILES)}")
-    if not os.path.exists(path):
-        raise InputError(f"checkpoint {path!r} does not exist")
-    if not os.path.isfile(path):
-        raise InputError(f"checkpoint {path!r} is not a file")
-    if os.path.getsize(path) == 0:
-        raise InputError(f"checkpoint {path!r} is empty (0 bytes; an interrupted download?)")
+    check_file(path, "an interrupted download?")
     return path
 
 
