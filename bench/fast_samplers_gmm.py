@@ -80,7 +80,7 @@ def orders():
     steps = [16, 32, 64]
     out = {}
     for sde in (VPSDE(), VESDE()):
-        name = "VP" if isinstance(sde, VPSDE) else "VE"
+        name = type(sde).__name__.replace("SDE", "")      # VP | VE
         sf = gm.score_fn(sde)
         x_T = sde.prior_sampling((200, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         ref = reference_flow(sde, sf, x_T)
@@ -106,7 +106,7 @@ def robustness(n=6000):
         gm = make_mixture("random", D=D, K=K, scale=2.0, std=0.5, generator=torch.Generator().manual_seed(seed))
         ref = gm.sample(n, generator=torch.Generator().manual_seed(1))
         for sde in (VPSDE(), VESDE()):
-            name = "VP" if isinstance(sde, VPSDE) else "VE"
+            name = type(sde).__name__.replace("SDE", "")      # VP | VE
             sf = gm.score_fn(sde)
             x_T = sde.prior_sampling((n, D), generator=torch.Generator().manual_seed(2))
             for label, sampler, opts in ROBUST:
@@ -138,7 +138,7 @@ def main():
                          "machine": platform.processor() or platform.machine()},
                "floor": {"dlogp": floor.value, "se": floor.se}, "sdes": {}}
     for sde in (VPSDE(), VESDE()):
-        name = "VP" if isinstance(sde, VPSDE) else "VE"
+        name = type(sde).__name__.replace("SDE", "")      # VP | VE
         sf = gm.score_fn(sde)
         x_T = sde.prior_sampling((N, D), generator=torch.Generator().manual_seed(2))
         rows = {}

@@ -217,6 +217,11 @@ def get_default_config() -> ml_collections.ConfigDict:
     # train with --config.sde.eps=1e-5 (as the reference implementation's likelihood runs) and
     # evaluate at the same eps.
     evaluate.eps = config_dict.placeholder(float)
+    # Pixel grid of bits/dim for discrete data. levels: the data's own L levels (bins around the
+    # stored bin centres, offset log2(L/2)). score_sde: every image read as 8-bit, v = round(255 k/(L-1)),
+    # dequantised on 256 bins, offset 7 (score_sde's datasets.py + likelihood.py). Identical for 8-bit
+    # data; see docs/guide/published-models.md ("Pixel conventions").
+    evaluate.pixel_convention = "levels"   # levels | score_sde
     return config
 
 

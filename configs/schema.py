@@ -27,6 +27,7 @@ import solvers
 from evaluation.metrics import METRICS
 from models.convert import FORMATS as CHECKPOINT_FORMATS
 from models.layers import FOURIER_PRODUCTS
+from models.parameterization import check_parameterization
 from models.unet import UNET_CHOICES
 from training.data import DATASETS, declared_levels
 from training.device import PRECISIONS, check_device_name
@@ -36,6 +37,7 @@ from .errors import ConfigError, InputError
 GUIDANCE = ("none", "classifier", "cfg", "universal")
 ESTIMATORS = ("ode", "elbo", "both")
 TRACES = ("exact", "hutchinson")
+PIXEL_CONVENTIONS = ("levels", "score_sde")
 
 
 # ---- field checks ---------------------------------------------------------------------------
@@ -116,9 +118,23 @@ def validate_sde(config) -> None:
 
 
 def validate_model(config) -> None:
-    """The name is registered and the network builds (on the meta device: no memory, no compute)."""
+    """The name is registered, the parameterisation fields hold known values and mean something for
+    the config's SDE (`models.Parameterization`), and the network builds (on the meta device: no
+    memory, no compute)."""
     one_of(config, "model.name", models.model_names())
     int_at_least(config, "model.num_classes", 0)
+    m = config.model
+    check_parameterization(m.prediction, m.label, m.data_range)        # ConfigError naming the field
+    sde = sde_lib.get_sde(config)
+    if "auto" in (m.prediction, m.label) and (sde.prediction is None or sde.label is None):
+        field = "model.prediction" if m.prediction == "auto" else "model.label"
+        raise ConfigError(field, "auto", f"explicit: {type(sde).__name__} declares no default parameterisation")
+    if m.label == "discrete_step":
+        try:
+            sde.discrete_log_snrs()
+        except ValueError:
+            raise ConfigError("model.label", m.label, f"a continuous-time label: {type(sde).__name__} has no "
+                                                      f"discrete-time chain") from None
     for name, choices in UNET_CHOICES.items():          # U-Net options (None: the family's default)
         if config.model[name] is not None:
             one_of(config, f"model.{name}", choices)
@@ -213,6 +229,7 @@ def validate_eval(config) -> None:
     one_of(config, "eval.estimator", ESTIMATORS)
     one_of(config, "eval.trace", TRACES)
     one_of(config, "eval.dtype", ("float32", "float64"))
+    one_of(config, "eval.pixel_convention", PIXEL_CONVENTIONS)
     if config.eval.eps is not None:
         number(config, "eval.eps", 0.0, 1.0, lo_open=True, hi_open=True)
 

@@ -53,6 +53,7 @@ from typing import Callable, Optional, Tuple
 import torch
 
 import sde_lib
+from configs.errors import ConfigError
 from sde_lib import expand_as_batch
 
 from .discrete import DiscreteTimeLabel
@@ -64,18 +65,19 @@ LABELS = ("auto", "t", "t999", "log_sigma", "sigma", "discrete_step")
 DATA_RANGES = ((-1.0, 1.0), (0.0, 1.0))
 
 
-def check_parameterization(prediction, label, data_range, where: str = "config.model") -> Tuple[float, float]:
-    """ValueError naming the first bad field, its value and what was expected; the data range as floats."""
+def check_parameterization(prediction, label, data_range) -> Tuple[float, float]:
+    """ConfigError (a ValueError) naming the first bad field of `model`, its value and what was
+    expected; returns the data range as floats."""
     if prediction not in PREDICTIONS:
-        raise ValueError(f"{where}.prediction must be one of {list(PREDICTIONS)}, got {prediction!r}")
+        raise ConfigError("model.prediction", prediction, f"one of {list(PREDICTIONS)}")
     if label not in LABELS:
-        raise ValueError(f"{where}.label must be one of {list(LABELS)}, got {label!r}")
+        raise ConfigError("model.label", label, f"one of {list(LABELS)}")
     try:
         rng = tuple(float(v) for v in data_range)
     except (TypeError, ValueError):
         rng = None
     if rng not in DATA_RANGES:
-        raise ValueError(f"{where}.data_range must be one of {[list(r) for r in DATA_RANGES]}, got {data_range!r}")
+        raise ConfigError("model.data_range", data_range, f"one of {[list(r) for r in DATA_RANGES]}")
     return rng
 
 

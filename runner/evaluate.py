@@ -24,6 +24,9 @@ order, so today's draws differ from those of earlier versions; they have the sam
 
 Bits/dim of discrete data are those of the discrete values on the data's own
 `num_levels` (`solvers.bits_per_dim`); eval.json says which convention ("convention").
+`eval.pixel_convention = "score_sde"` scores the images as 8-bit instead, as score_sde's
+protocol does (`training.levels.to_8bit_bins`): the same points and offset as "levels" for
+8-bit data, 256 bins (offset 7) around round(255 k / (L - 1)) for data on L < 256 levels.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from .common import batches, gather, restored_score_fn, run_dir, setup
 from solvers.baselines import gaussian_fit, gaussian_logp, per_pixel_categorical
 from training.data import dequantize, get_dataset, model_to_levels
 from training.distributed import all_gather_objects
+from training.levels import to_8bit_bins
 import solvers
 from configs.errors import InputError
 
@@ -86,7 +90,13 @@ def run_eval(config, workdir, checkpoint=None):
     ds = get_dataset(config)
     x0 = (ds.test if e.num_samples == 0 else ds.test[:e.num_samples]).to(dtype)
     n, D = x0.shape[0], x0[0].numel()
-    L = ds.num_levels
+    L, train = ds.num_levels, ds.train
+    pixels = e.pixel_convention
+    if pixels == "score_sde":
+        if L is None:
+            raise InputError(f"config.eval.pixel_convention='score_sde' scores discrete images as 8-bit; "
+                             f"data set {ds.name!r} is continuous (no levels): use 'levels'")
+        x0, train, L = to_8bit_bins(x0, L), to_8bit_bins(train, L), 256
 
     def to_bpd(logp, xb):
         if L is not None:
@@ -99,7 +109,7 @@ def run_eval(config, workdir, checkpoint=None):
     bar = tqdm(total=repeats * nb * len(runs), desc="eval", unit="batch", disable=not progress, dynamic_ncols=True)
     res = {r: torch.empty(n, repeats, dtype=torch.float64) for r in runs}
     gauss = torch.empty(n, repeats, dtype=torch.float64)
-    mu, cov = gaussian_fit(ds.train, None if L is None else 2.0 / L)
+    mu, cov = gaussian_fit(train, None if L is None else 2.0 / L)
     nfe = {r: 0 for r in runs}
     seconds = {r: 0.0 for r in runs}
     t0 = time.time()
@@ -150,13 +160,14 @@ def run_eval(config, workdir, checkpoint=None):
     main = report[runs[0]]
     baselines, baselines_se = {}, {}
     if L is not None:
-        pp = per_pixel_categorical(model_to_levels(ds.train, L), model_to_levels(x0, L), L)
+        pp = per_pixel_categorical(model_to_levels(train, L), model_to_levels(x0, L), L)
         baselines["per_pixel"] = pp.mean().item()
         baselines_se["per_pixel"] = (pp.std() / math.sqrt(n)).item() if n > 1 else float("nan")
     g = _summary(gauss)
     baselines["gaussian"], baselines_se["gaussian"] = g["bits_per_dim"], g["stderr"]
-    convention = ({"num_levels": L, "data_range": "[-1,1]", "quantity":
-                   f"bits/dim of the discrete data on its own {L} levels: -log2 P(x)/D, bounded through "
+    convention = ({"num_levels": L, "data_range": "[-1,1]", "pixel_convention": pixels, "quantity":
+                   f"bits/dim of the discrete data on {'its own' if pixels == 'levels' else 'score_sde 8-bit'} "
+                   f"{L} levels: -log2 P(x)/D, bounded through "
                    f"uniform dequantisation; offset log2({L}/2) = {math.log2(L / 2):.4f}"} if L is not None else
                   {"num_levels": None, "quantity": "negative log-likelihood in bits/dim (continuous data)"})
     report = {"bits_per_dim": main["bits_per_dim"], "stderr": main["stderr"],

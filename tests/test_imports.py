@@ -10,8 +10,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("configs", "sde_lib", "models", "solvers", "training", "evaluation", "runner")
-# Imports inside functions that remain, in modules another branch is rewriting (issue 18a).
-ALLOWED_FUNCTION_IMPORTS = {("training.losses", "solvers.elbo"), ("training.monitor", "solvers")}
+# Imports inside functions that remain (none).
+ALLOWED_FUNCTION_IMPORTS = set()
 
 
 def project_modules():

@@ -34,6 +34,21 @@ def uint8_to_levels(a: np.ndarray, num_levels: int, source: str) -> np.ndarray:
     return k
 
 
+def to_8bit_bins(x: Tensor, num_levels: int) -> Tensor:
+    """Data on L levels (bin centres in [-1, 1)) -> the same images as 8-bit values
+    v = round(255 k / (L - 1)) (v = k when L = 256), returned as 8-bit bin centres (2v + 1)/256 - 1.
+
+    The pixel grid of score_sde's bits/dim protocol (`eval.pixel_convention = "score_sde"`): it
+    reads every image as 8-bit, k/255 in [0, 1], dequantises y = (v + U)/256 and scales 2y - 1 with
+    offset 7 (datasets.py, likelihood.py). Dequantising these centres uniformly within their 256
+    bins (`training.data.dequantize`, offset log2(256/2) = 7) gives exactly those points. For
+    8-bit data the map is the identity."""
+    k = model_to_levels(x, num_levels)
+    if num_levels != 256:
+        k = torch.round(k.double() * (255.0 / (num_levels - 1))).long()
+    return levels_to_model(k, 256).to(x.dtype)
+
+
 def declared_levels(d) -> Optional[int]:
     """data.num_levels: 0 (or absent) -> None (the data's own levels), else an int 2..256."""
     v = d.num_levels

@@ -36,6 +36,7 @@ import torch
 
 import sde_lib
 from sde_lib import expand_as_batch
+from solvers.elbo import TimeProposal
 
 Tensor = torch.Tensor
 
@@ -131,7 +132,6 @@ def get_loss_fn(sde: sde_lib.SDE, continuous: bool = True, reduce_mean: bool = F
     if continuous:
         proposal = None
         if importance_sampling:
-            from solvers.elbo import TimeProposal
             proposal = TimeProposal(sde, sde.eps, kind="likelihood")
 
         def loss_fn(score_fn, x0, generator=None):

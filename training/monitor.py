@@ -16,6 +16,7 @@ import math
 
 import torch
 
+import solvers
 from models import get_score_fn
 
 from .distributed import sample_seeds
@@ -67,7 +68,6 @@ class Monitor:
         return v.mean().item(), se
 
     def samples(self) -> torch.Tensor:
-        import solvers
         s = self.config.sampling
         n = int(self.config.training.get("sample_num", 64))
         options = dict(s.options.get(s.sampler, {}) or {})
