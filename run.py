@@ -1,6 +1,7 @@
 """Command line: train, sample and evaluate score SDE models from ml_collections configs.
 
     python run.py                                         # the demo: train + sample + eval on digits
+    scoresde ...                                          # the same command, once installed (pip install -e .)
     python run.py --config configs/digits_vp_ddpmpp.py --workdir runs/vp --mode train
     python run.py --config configs/digits_vp_ddpmpp.py --workdir runs/vp --mode sample \\
         --config.sampling.sampler=ode --config.sampling.num_samples=16
@@ -69,7 +70,7 @@ MODES = ("train", "sample", "eval", "compare", "train_classifier", "inpaint", "c
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="run.py", description="Train, sample and evaluate score SDE models.",
+        description="Train, sample and evaluate score SDE models.",
         epilog="Override any config field with --config.<field>=<value>, e.g. --config.training.n_iters=2000.")
     parser.add_argument("--config", default=None,
                         help="config file with get_config() (default: the workdir's saved config, else the demo)")
@@ -182,5 +183,10 @@ def _discard_new_workdir(workdir, existed):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `scoresde` console command (setup.cfg entry point): the same as `python run.py`."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

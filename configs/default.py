@@ -16,8 +16,8 @@ def get_default_config() -> ml_collections.ConfigDict:
     config.device = "auto"       # auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps
 
     config.data = data = ml_collections.ConfigDict()
-    data.dataset = "digits"      # moons | 8gaussians | checkerboard | swissroll | mixture | digits
-    #                              | fashion_mnist | folder | array
+    data.dataset = "digits"      # any name of training.data.DATASETS: moons | 8gaussians | checkerboard
+    #                              | swissroll | mixture | digits | fashion_mnist | folder | array
     data.image_size = 8          # images: square size and channels (must match the data)
     data.num_channels = 1
     data.dim = 2                 # vector data: dimension
@@ -104,7 +104,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.num_threads = 2     # torch.set_num_threads in run.py (0: leave torch's default)
     training.progress = True
     training.label_dropout = 0.0  # class-conditional nets: P(label -> null label), for classifier-free guidance
-    # device, precision, monitoring (issue 11): see training/device.py, training/monitor.py
+    # device, precision, monitoring: see training/device.py, training/monitor.py
     training.precision = "fp32"  # fp32 | bf16 | fp16 (autocast on the network; GradScaler for fp16)
     training.channels_last = False
     training.compile = False     # torch.compile the network
@@ -120,7 +120,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     sampling.denoise = True
     sampling.seed = 1
     sampling.use_ema = True
-    # class-conditional sampling and guidance (issue 10; see runner/guided.py)
+    # class-conditional sampling and guidance (see runner/guided.py)
     sampling.class_label = "none"     # none | an int, e.g. "3" | all (one row per class)
     sampling.samples_per_class = 8    # with class_label=all
     sampling.guidance = "none"        # none | classifier | cfg | universal
@@ -157,7 +157,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     compare.progress = True
     compare.use_ema = True
 
-    # Classifiers (issue 10): `--mode train_classifier` trains this one into workdir/<dir>/.
+    # Classifiers: `--mode train_classifier` trains this one into workdir/<dir>/.
     # noise_conditional=True: p(y | x_t, t) for classifier guidance; False: a clean-data classifier
     # (the independent judge of samples; train it with another seed and dir).
     config.classifier = classifier = ml_collections.ConfigDict()
@@ -179,18 +179,18 @@ def get_default_config() -> ml_collections.ConfigDict:
     classifier.seed = 10
     classifier.eval_times = (0.0, 0.1, 0.25, 0.5, 0.75)
 
-    # `--mode inpaint` / `--mode colorize` on test images (issue 10; runner/inpaint.py)
+    # `--mode inpaint` / `--mode colorize` on test images (runner/inpaint.py)
     config.inpaint = inpaint = ml_collections.ConfigDict()
     inpaint.mask = "right_half"  # left_half | right_half | top_half | bottom_half | box | random
     inpaint.box = (0.25, 0.25, 0.75, 0.75)   # unknown box (row0, col0, row1, col1), fractions
     inpaint.random_fraction = 0.5            # random: share of observed pixels
     inpaint.num_images = 10
-    inpaint.sampler = "pc"       # pc | euler_maruyama | reverse_diffusion | ancestral | annealed_langevin
+    inpaint.sampler = "pc"       # any name of solvers.SAMPLERS (options: config.sampling.options.<name>)
     inpaint.steps = 500
-    inpaint.corrector = "langevin"
+    inpaint.corrector = "langevin"   # pc only: corrector, snr, corrector_steps
     inpaint.snr = 0.16
     inpaint.corrector_steps = 1
-    inpaint.recurrence = 1
+    inpaint.recurrence = 1       # > 1: RePaint resampling (samplers that step on a fixed grid, one step at a time)
     inpaint.seed = 4
     inpaint.use_ema = True
 

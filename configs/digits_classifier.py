@@ -1,5 +1,5 @@
-"""A digits classifier of clean images: the independent judge of class-conditional samples
-(issue 10). Separately seeded from the guidance classifier, never noise-conditional, never used
+"""A digits classifier of clean images: the independent judge of class-conditional samples.
+Separately seeded from the guidance classifier, never noise-conditional, never used
 for guidance; it writes to workdir/judge/ so it can share the class-conditional run's workdir:
 
     python run.py --config configs/digits_classifier.py --workdir runs/cond --mode train_classifier

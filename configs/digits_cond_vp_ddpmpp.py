@@ -1,4 +1,4 @@
-"""Class-conditional VP DDPM++ on 8x8 digits (issue 10): a label embedding added to the noise
+"""Class-conditional VP DDPM++ on 8x8 digits: a label embedding added to the noise
 embedding, label dropout 0.2 so the same net also learns the unconditional (null-label) score
 for classifier-free guidance. The classifier block is the noise-conditional digits classifier
 that classifier and universal guidance use (`--mode train_classifier` in the same workdir).

@@ -284,7 +284,10 @@ def validate_inpaint(config) -> None:
     boolean(config, "inpaint.use_ema")
     one_of(config, "inpaint.corrector", solvers.CORRECTORS)
     number(config, "inpaint.snr", 0.0, lo_open=True)
-    one_of(config, "inpaint.sampler", solvers.INPAINT_SAMPLERS)
+    one_of(config, "inpaint.sampler", solvers.SAMPLERS)
+    reason = solvers.SAMPLERS[c.sampler].resampling_refusal() if c.recurrence > 1 else None
+    if reason:
+        raise ConfigError("inpaint.recurrence", c.recurrence, f"1 with inpaint.sampler={c.sampler!r} ({reason})")
 
 
 def validate_pretrained(config) -> None:

@@ -24,7 +24,9 @@ import math
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
+
 from configs.errors import InputError
+from solvers.metrics import Estimate
 
 
 class Metric(NamedTuple):
@@ -105,7 +107,7 @@ def _mmd2_unbiased(a: Tensor, b: Tensor) -> Tensor:
 
 
 def kernel_inception_distance(ref: Tensor, x: Tensor, subset_size: Optional[int] = None,
-                              generator: Optional[torch.Generator] = None) -> Tuple[float, float]:
+                              generator: Optional[torch.Generator] = None) -> Estimate:
     """KID: the mean of unbiased MMD^2 estimates over disjoint random subsets, and its SE.
 
     Both sets are shuffled (with `generator`) and cut into B disjoint subset pairs of size m,
@@ -125,7 +127,7 @@ def kernel_inception_distance(ref: Tensor, x: Tensor, subset_size: Optional[int]
     ib = torch.randperm(b.shape[0], generator=generator)[:blocks * m].view(blocks, m)
     vals = _mmd2_unbiased(a[ia], b[ib])
     se = float(vals.std() / math.sqrt(blocks)) if blocks > 1 else float("nan")
-    return float(vals.mean()), se
+    return Estimate(float(vals.mean()), se)
 
 
 def _kth_neighbour_radius(x: Tensor, k: int) -> Tensor:

@@ -20,8 +20,6 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
-from configs.errors import InputError
-
 from .layers import AttnBlock, ResBlock
 from .resample import Downsample, Upsample
 from .unet import Combine, PyramidHead, UNet
@@ -32,7 +30,7 @@ Tensor = torch.Tensor
 FORMATS = ("score_sde", "diffusers")      # config.pretrained.format
 
 
-class ConversionError(InputError):
+class ConversionError(ValueError):
     """Weights that do not fit the network built from the config."""
 
 

@@ -36,7 +36,10 @@ _MODELS: Dict[str, Callable] = {}
 
 
 def register_model(name: str):
-    """Decorator: register `builder(config) -> nn.Module` under `name`."""
+    """Decorator: register `builder(config) -> nn.Module` under `name` (refused if the name is taken)."""
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered; choose another name")
+
     def deco(builder):
         _MODELS[name] = builder
         return builder

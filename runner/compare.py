@@ -18,7 +18,7 @@ from .common import data_shape, json_safe, restored_score_fn, setup
 from configs.schema import parse_sampler_entry, resolve_samplers, validate_compare
 from .compare_plan import budgets, cell_key, grid_file, grid_labels, label_of, settings, step_cost
 import runner.compare_report as compare_report
-from evaluation import FeatureSettings, SampleEvaluator, dataset_labels, get_feature_extractor
+from evaluation import FeatureSettings, SampleEvaluator, get_feature_extractor
 from evaluation.inception import InceptionFeatures, check_inception_shape
 from training.data import get_dataset, mixture_distribution
 from training.distributed import all_gather_objects, barrier, broadcast_object
@@ -119,7 +119,7 @@ def run_compare(config, workdir, checkpoint=None):
     if c.inception:
         check_inception_shape(ds.shape)
         inception = InceptionFeatures()
-    labels = dataset_labels(config, ds) if ds.is_image else None
+    labels = ds.labels if ds.is_image else None
     extractor = None
     for turn in ("main", "others"):      # rank 0 trains and caches the feature classifier, the others load it
         if (turn == "main") == here.is_main:

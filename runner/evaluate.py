@@ -19,8 +19,8 @@ repeat r draws its dequantisation noise and Hutchinson probes (or ELBO times) fr
 generator seeded by (eval.seed, r, b) (`batch_generators`). Under torchrun the batches are
 dealt over the ranks as in `--mode sample` (`runner.common.batches`), the per-example rows are
 gathered, and rank 0 computes the summaries and baselines and writes eval.json: the numbers are
-the same whatever the process count. (Before issue 11 one generator ran through all batches in
-order, so today's draws differ from those of earlier versions; they have the same distribution.)
+the same whatever the process count. (Earlier versions ran one generator through all batches in
+order, so today's draws differ from theirs; they have the same distribution.)
 
 Bits/dim of discrete data are those of the discrete values on the data's own
 `num_levels` (`solvers.bits_per_dim`); eval.json says which convention ("convention").

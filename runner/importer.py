@@ -31,7 +31,7 @@ import torch
 import models
 from configs.errors import InputError
 from configs.schema import validate_pretrained
-from models.convert import from_diffusers, from_score_sde, score_sde_ema
+from models.convert import ConversionError, from_diffusers, from_score_sde, score_sde_ema
 from training.checkpoint import check_file, save_checkpoint
 
 from .rundir import save_config
@@ -123,7 +123,7 @@ def _read_score_sde(path: str, build) -> Tuple[Dict, Dict, int, Dict]:
     try:
         weights = from_score_sde(state["model"], model)
         ema_weights = score_sde_ema(state["model"], ema["shadow_params"], model)
-    except InputError as e:
+    except ConversionError as e:
         raise InputError(f"checkpoint {path!r} does not fit the config's network: {e}") from None
     decay = ema.get("decay", 0.9999)
     info = {"decay": float(decay) if isinstance(decay, (int, float)) else 0.9999,
@@ -143,7 +143,7 @@ def _read_diffusers(path: str, build) -> Tuple[Dict, Dict, int, Dict]:
     model = build()
     try:
         weights = from_diffusers(state, model)
-    except InputError as e:
+    except ConversionError as e:
         raise InputError(f"checkpoint {path!r} does not fit the config's network: {e}") from None
     return weights, weights, 0, {"decay": 0.9999, "num_updates": 0}
 

@@ -2,7 +2,8 @@
 
 config.inpaint (validated by configs.schema.validate_inpaint): mask (solvers.MASKS), box
 (row0, col0, row1, col1 as fractions of the image size), random_fraction (observed share of pixels
-for `random`), num_images, sampler / steps / corrector / snr / corrector_steps / recurrence (see
+for `random`), num_images, sampler (any of solvers.SAMPLERS, with its block of
+config.sampling.options) / steps / recurrence, corrector / snr / corrector_steps (for pc; see
 solvers.inpaint), seed, use_ema. Writes inpaint.png (rows: original, input with the unknown part
 grey, mask, output), inpaint.npz and inpaint.json (mean squared error on the unknown pixels,
 with the mean-image fill as the baseline); colorize writes colorize.* (rows: original, grey,
@@ -39,9 +40,10 @@ def run_inpaint(config, workdir, task: str = "inpaint", checkpoint=None):
     x0 = ds.test[:n].to(device)
     gen = torch.Generator().manual_seed(c.seed)     # the random mask, then (on the CPU) the sampler's noise
     noise_gen = gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(c.seed)
-    opts = dict(sampler=c.sampler, steps=c.steps, recurrence=c.recurrence, generator=noise_gen,
-                denoise=config.sampling.denoise,
-                progress=config.training.progress)
+    # the sampler's options block of config.sampling.options, then inpaint's own fields
+    opts = dict(config.sampling.options.get(c.sampler, {}))
+    opts.update(sampler=c.sampler, steps=c.steps, recurrence=c.recurrence, generator=noise_gen,
+                denoise=config.sampling.denoise, progress=config.training.progress)
     if c.sampler == "pc":
         opts.update(corrector=c.corrector, snr=c.snr, corrector_steps=c.corrector_steps)
     mean_img = ds.train.mean(0, keepdim=True).to(device)

@@ -48,7 +48,7 @@ def run_sample(config, workdir, checkpoint=None):
     options = sampler_options(config)
     dims = data_shape(model)
     is_image = len(dims) == 3
-    labels, n = labels_for(config)          # class labels and guidance (issue 10)
+    labels, n = labels_for(config)          # class labels and guidance (runner/guided.py)
     per_row = s.samples_per_class if str(s.class_label).lower() == "all" else 0
     classifier = None       # restored once for all label batches (classifier / universal guidance)
     if labels is not None and s.guidance in ("classifier", "universal"):

@@ -14,16 +14,16 @@ from .ode import ADAPTIVE_METHODS as ADAPTIVE_ODE_METHODS
 from .ode import FIXED_METHODS as FIXED_ODE_METHODS
 from .ode import decode, encode
 from .predictors import PREDICTORS
-from .sampling import SAMPLERS, SamplerSpec, register_sampler, sample, sampler_table, unregister_sampler
+from .sampling import SAMPLERS, Observation, SamplerSpec, register_sampler, sample, sampler_table, unregister_sampler
 from . import samplers_pc, samplers_sigma, samplers_ext  # noqa: E402,F401  (register the built-ins)
 # conditional generation: guidance combinators and inverse problems by replacement
 from .guidance import classifier_free_guidance, classifier_guidance, tweedie_x0, universal_guidance
-from .inpaint import INPAINT_SAMPLERS, MASKS, colorize, grey_projector, inpaint, make_mask, project_inpaint
+from .inpaint import MASKS, colorize, grey_projector, inpaint, make_mask, project_inpaint
 
 __all__ = ["FIXED_ODE_METHODS", "ADAPTIVE_ODE_METHODS", "sample", "log_likelihood", "bits_per_dim", "encode", "decode",
            "SampleInfo", "LikelihoodResult", "CountedScore", "NoiseSource", "sliced_wasserstein", "SAMPLERS",
            "SamplerSpec", "register_sampler", "unregister_sampler", "sampler_table", "PREDICTORS", "CORRECTORS",
            "elbo", "ElboResult", "TimeProposal",
            "classifier_guidance", "classifier_free_guidance", "universal_guidance", "tweedie_x0",
-           "inpaint", "colorize", "project_inpaint", "grey_projector", "INPAINT_SAMPLERS", "MASKS", "make_mask"]
+           "inpaint", "colorize", "project_inpaint", "grey_projector", "MASKS", "make_mask", "Observation"]
 from . import dpm_solver, unipc  # noqa: E402,F401  (register the DPM-Solver family and UniPC)

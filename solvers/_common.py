@@ -6,9 +6,11 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
+
+from sde_lib import expand_as_batch
 
 Tensor = torch.Tensor
 
@@ -169,11 +171,19 @@ class Timer:
         self.seconds = time.perf_counter() - self.start
 
 
+def random_device(generator: Optional[torch.Generator], default) -> torch.device:
+    """Where a draw with `generator` must happen: the generator's own device (torch refuses a
+    generator of another device), else `default`. Draw there, then move the result."""
+    return generator.device if generator is not None else torch.device(default)
+
+
 def hutchinson_probes(shape, noise: str, generator, dtype, device) -> Tensor:
-    """Probes of `shape` for Hutchinson's trace estimator: Rademacher (+-1) or standard normal."""
+    """Probes of `shape` for Hutchinson's trace estimator: Rademacher (+-1) or standard normal,
+    drawn on the generator's device and moved to `device`."""
+    at = random_device(generator, device)
     if noise == "rademacher":
-        return torch.randint(0, 2, tuple(shape), generator=generator, device=device).to(dtype) * 2 - 1
-    return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+        return (torch.randint(0, 2, tuple(shape), generator=generator, device=at).to(dtype) * 2 - 1).to(device)
+    return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=at).to(device)
 
 
 def score_and_divergence(score_fn, x: Tensor, t: Tensor, probes: Optional[Tensor] = None):
@@ -198,3 +208,40 @@ def score_and_divergence(score_fn, x: Tensor, t: Tensor, probes: Optional[Tensor
             vjp = torch.autograd.grad(score, xr, probes[k], retain_graph=k < K - 1)[0]
             div = div + (vjp * probes[k]).reshape(B, -1).sum(1)
         return score.detach(), div / K, K
+
+
+class Estimate(NamedTuple):
+    """A Monte Carlo estimate and its standard error: the result of the metric estimators (dlogp, KID).
+
+    The project's estimators share one convention: `.value`, `.stderr` (None where the estimator
+    has none), `.nfe` (score evaluations spent; 0 for metrics of sample sets) and `.info` (details).
+    `log_likelihood` and `elbo` return richer dataclasses with the same four names; a sampler
+    returns `(x, SampleInfo)` with `info.nfe`. `se` is the historical name of `stderr`.
+    """
+    value: float
+    se: float
+
+    @property
+    def stderr(self) -> float:
+        return self.se
+
+    @property
+    def nfe(self) -> int:
+        return 0
+
+    @property
+    def info(self) -> dict:
+        return {}
+
+
+def tweedie_mean(x: Tensor, score: Tensor, m: Tensor, s: Tensor) -> Tensor:
+    """Tweedie's posterior mean under the Gaussian kernel x_t = m x_0 + s z:
+
+        x0_hat = E[x_0 | x_t] = (x_t + s^2 score(x_t, t)) / m.
+
+    x, score `[B, *dims]`; m, s `[B]` (expanded over dims here) or already broadcastable to x.
+    The one place this formula is written (denoising, DDIM, universal guidance).
+    """
+    if m.dim() == 1 and x.dim() > 1:
+        m, s = expand_as_batch(m, x), expand_as_batch(s, x)
+    return (x + s ** 2 * score) / m

@@ -229,11 +229,11 @@ def dpmpp_2m_sde(sde, score, x, ts, noise, callback, *, eta, lower_order_final):
                       eta=float(eta))
 
 
-register_sampler("dpm_solver", dpm_solver, options={"order": 3}, schedule="logsnr",
+register_sampler("dpm_solver", dpm_solver, options={"order": 3}, schedule="logsnr", stepwise=False,
                  doc="DPM-Solver singlestep, noise prediction (Lu et al. 2022); order 1|2|3, NFE = order x steps")
-register_sampler("dpmpp_2m", dpmpp_2m, options={"lower_order_final": True}, schedule="logsnr",
+register_sampler("dpmpp_2m", dpmpp_2m, options={"lower_order_final": True}, schedule="logsnr", stepwise=False,
                  doc="DPM-Solver++(2M), multistep data prediction (Lu et al. 2022b); NFE = steps")
-register_sampler("dpmpp_3m", dpmpp_3m, options={"lower_order_final": True}, schedule="logsnr",
+register_sampler("dpmpp_3m", dpmpp_3m, options={"lower_order_final": True}, schedule="logsnr", stepwise=False,
                  doc="DPM-Solver++(3M), third-order multistep data prediction; NFE = steps")
-register_sampler("dpmpp_2m_sde", dpmpp_2m_sde, options={"eta": 1.0, "lower_order_final": True},
+register_sampler("dpmpp_2m_sde", dpmpp_2m_sde, options={"eta": 1.0, "lower_order_final": True}, stepwise=False,
                  schedule="logsnr", doc="SDE-DPM-Solver++(2M) with noise amount eta (0 = dpmpp_2m); NFE = steps")

@@ -35,6 +35,7 @@ import torch
 from sde_lib import batch_sum, expand_as_batch
 
 from ._common import (CountedScore, Timer, check_choice, check_eps, check_steps, hutchinson_probes, quiet,
+                      random_device,
                       score_and_divergence)
 
 Tensor = torch.Tensor
@@ -72,16 +73,18 @@ class TimeProposal:
         self.density = self.probs / self.widths
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None, dtype=torch.float32, device=None):
-        """(t `[n]`, p(t) `[n]`) in `dtype`."""
-        cell = torch.multinomial(self.probs, n, replacement=True, generator=generator)
-        u = torch.rand(n, generator=generator, dtype=torch.float64)
-        t = (self.edges[cell] + u * self.widths[cell]).clamp(self.eps, self.T)
-        return t.to(dtype=dtype, device=device), self.density[cell].to(dtype=dtype, device=device)
+        """(t `[n]`, p(t) `[n]`) in `dtype` on `device`. Drawn on the generator's device (the CPU
+        without one), then moved: a CUDA generator draws on CUDA, a CPU one on the CPU."""
+        at = random_device(generator, "cpu")
+        cell = torch.multinomial(self.probs.to(at), n, replacement=True, generator=generator)
+        u = torch.rand(n, generator=generator, dtype=torch.float64, device=at)
+        t = (self.edges.to(at)[cell] + u * self.widths.to(at)[cell]).clamp(self.eps, self.T)
+        return t.to(dtype=dtype, device=device), self.density.to(at)[cell].to(dtype=dtype, device=device)
 
 
 @dataclass
 class ElboResult:
-    """Output of `elbo`. Per-sample tensors are `[B]`, nats, in x's dtype.
+    """Output of `elbo` (`.value`, `.stderr`, `.nfe`, `.info`). Per-sample tensors are `[B]`, nats, in x's dtype.
 
     elbo: the Monte Carlo estimate of the bound on log p_eps(x); stderr: its Monte Carlo
     standard error (over the n_t draws of t, x_t and probes); prior: E_q[log pi(x_T)].
@@ -94,6 +97,15 @@ class ElboResult:
     seconds: float
     options: dict
 
+    # the estimator convention (see solvers._common.Estimate): value, stderr, nfe, info
+    @property
+    def value(self) -> Tensor:
+        return self.elbo
+
+    @property
+    def info(self) -> dict:
+        return {"prior": self.prior, "vjps": self.vjps, "seconds": self.seconds, "options": self.options}
+
 
 def elbo(sde, score_fn, x: Tensor, n_t: int = 32, trace: str = "hutchinson", noise: str = "rademacher",
          eps: Optional[float] = None, proposal: str = "likelihood", generator: Optional[torch.Generator] = None,
@@ -102,7 +114,10 @@ def elbo(sde, score_fn, x: Tensor, n_t: int = 32, trace: str = "hutchinson", noi
 
     Args:
         n_t:       draws of (t, x_t[, probe]) per sample.
-        trace:     div s by "exact" (D VJPs per call) or "hutchinson" (one probe per draw).
+        trace:     div s by "exact" (D VJPs per call) or "hutchinson" (one probe per draw; the
+                   default, unlike `log_likelihood`'s "exact": the Monte Carlo over t dominates the
+                   ELBO's error, so the probe adds 1-3% to its standard error at a cost D times
+                   lower; `python bench/elbo_trace.py`, bench/results/elbo_trace.json).
         noise:     Hutchinson probes, "rademacher" or "gaussian".
         proposal:  "likelihood" (t ∝ g^2/s^2, the default) or "uniform".
         chunk:     rows (sample x draw) per score call.
@@ -126,6 +141,7 @@ def elbo(sde, score_fn, x: Tensor, n_t: int = 32, trace: str = "hutchinson", noi
     counted = CountedScore(score_fn)
     B, dims, D = x.shape[0], x.shape[1:], x[0].numel()
     dt, dev = x.dtype, x.device
+    at = random_device(generator, dev)          # every draw on the generator's own device, then moved
     t_eps = torch.full((1,), eps, dtype=torch.float64)
     m_eps, s_eps = (v.item() for v in qsde.marginal_coeffs(t_eps))
     vjps = 0
@@ -140,7 +156,7 @@ def elbo(sde, score_fn, x: Tensor, n_t: int = 32, trace: str = "hutchinson", noi
             m, s = qsde.marginal_coeffs(t)
             k = m / m_eps
             sigma = torch.sqrt(torch.clamp(s ** 2 - k ** 2 * s_eps ** 2, min=0.0))
-            z = torch.randn((n, *dims), generator=generator, dtype=dt, device=dev)
+            z = torch.randn((n, *dims), generator=generator, dtype=dt, device=at).to(dev)
             xt = expand_as_batch(k, z) * x[r] + expand_as_batch(sigma, z) * z
             g2 = qsde.diffusion_coeff(t) ** 2
             v = hutchinson_probes((1, *xt.shape), noise, generator, dt, dev) if trace == "hutchinson" else None
@@ -150,7 +166,7 @@ def elbo(sde, score_fn, x: Tensor, n_t: int = 32, trace: str = "hutchinson", noi
             draw = -integrand / p
             if prior_logp is not None:
                 kT, sT = _kernel(qsde, sde.T, m_eps, s_eps, dt, dev)
-                zT = torch.randn((n, *dims), generator=generator, dtype=dt, device=dev)
+                zT = torch.randn((n, *dims), generator=generator, dtype=dt, device=at).to(dev)
                 prior_draws[lo:lo + n] = prior_logp(kT * x[r] + sT * zT)
             draws[lo:lo + n] = draw
     draws = (draws + prior_draws).reshape(B, n_t)

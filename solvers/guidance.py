@@ -24,6 +24,8 @@ import torch
 
 from sde_lib import expand_as_batch
 
+from ._common import tweedie_mean
+
 Tensor = torch.Tensor
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -114,7 +116,7 @@ def tweedie_x0(sde, score_fn: ScoreFn, x: Tensor, t: Tensor):
     """(x0_hat, score) with x0_hat = E[x_0 | x_t] = (x_t + s(t)^2 score(x_t, t)) / m(t) (Tweedie)."""
     m, s = sde.marginal_coeffs(t)
     score = score_fn(x, t)
-    return (x + expand_as_batch(s ** 2, x) * score) / expand_as_batch(m, x), score
+    return tweedie_mean(x, score, m, s), score
 
 
 def universal_guidance(score_fn: ScoreFn, loss_fn: Callable[[Tensor], Tensor], scale: float = 1.0, *,

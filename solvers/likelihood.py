@@ -44,7 +44,8 @@ Tensor = torch.Tensor
 
 @dataclass
 class LikelihoodResult:
-    """Output of `log_likelihood`. All per-sample tensors are `[B]`, in nats, in x's dtype.
+    """Output of `log_likelihood` (`.value` = logp, `.stderr` None, `.nfe`, `.info`). All per-sample
+    tensors are `[B]`, in nats, in x's dtype.
 
     logp = prior_logp + delta_logp is log p_eps(x); z `[B, *dims]` is the ODE latent at T.
     """
@@ -56,6 +57,22 @@ class LikelihoodResult:
     vjps: int
     seconds: float
     options: dict
+
+    # the estimator convention (see solvers._common.Estimate): value, stderr, nfe, info
+    @property
+    def value(self) -> Tensor:
+        return self.logp
+
+    @property
+    def stderr(self) -> None:
+        """None: the ODE log-likelihood has no Monte Carlo error of its own (Hutchinson's trace
+        estimate does add one, not estimated per sample here)."""
+        return None
+
+    @property
+    def info(self) -> dict:
+        return {"prior_logp": self.prior_logp, "delta_logp": self.delta_logp, "z": self.z, "vjps": self.vjps,
+                "seconds": self.seconds, "options": self.options}
 
 
 def log_likelihood(sde, score_fn, x: Tensor, trace: str = "exact", noise: str = "rademacher",

@@ -15,15 +15,11 @@ import math
 from typing import Callable, NamedTuple, Optional, Sequence
 
 import torch
+
+from ._common import Estimate
 from .sampling import sample
 
 Tensor = torch.Tensor
-
-
-class Estimate(NamedTuple):
-    """A Monte Carlo estimate and its standard error."""
-    value: float
-    se: float
 
 
 def _flat(name: str, x: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ import torch
 
 from sde_lib import expand_as_batch
 
-from ._common import check_positive
+from ._common import check_positive, tweedie_mean
 from .sampling import register_sampler
 
 
@@ -56,7 +56,7 @@ def ddim(sde, score, x, ts, noise, callback, *, eta):
         m, s, sig = _coeffs(sde, t, x)
         m2, s2, sig2 = _coeffs(sde, t2, x)
         sc = score(x, t)
-        x0 = (x + s ** 2 * sc) / m
+        x0 = tweedie_mean(x, sc, m, s)
         if eta == 0.0:
             x = m2 * x0 - s2 * s * sc
         else:
@@ -129,7 +129,7 @@ def edm(sde, score, x, ts, noise, callback, *, S_churn, S_tmin, S_tmax, S_noise)
     Every step ends at sigma(eps) > 0, so every step takes the correction (EDM ends at
     sigma = 0 with a final Euler step): 2 NFE/step. S_churn = 0 (default) is the
     deterministic second-order Heun method on the probability-flow ODE in sigma.
-    sigma_hat's time is found with `sde.t_from_sigma` (only needed when S_churn > 0).
+    sigma_hat's time is found with `sde.t_from_edm_sigma` (only needed when S_churn > 0).
     """
     if isinstance(S_churn, bool) or not isinstance(S_churn, (int, float)) or not (0.0 <= S_churn < math.inf):
         raise ValueError(f"S_churn must be a finite number >= 0, got {S_churn!r}")

@@ -40,12 +40,12 @@ import torch
 from sde_lib import expand_as_batch
 
 from ._common import (CountedScore, NoiseSource, SampleInfo, Timer, check_choice, check_eps, check_positive,
-                      check_steps, quiet)
+                      check_steps, quiet, tweedie_mean)
 from .schedules import SCHEDULES, time_grid
 
 #: Options every sampler takes from `sample()` itself; a sampler may not declare them.
 SHARED_OPTIONS = ("eps", "denoise", "x_T", "generator", "seeds", "dtype", "device", "progress",
-                  "return_trajectory")
+                  "return_trajectory", "observation", "recurrence")
 #: Options the registry adds to every fixed-grid sampler.
 GRID_OPTIONS = ("steps", "schedule", "rho")
 
@@ -60,6 +60,17 @@ class SamplerSpec:
     options: Mapping[str, Any]
     schedule: Optional[str]
     doc: str
+    stepwise: bool = True
+
+    def resampling_refusal(self) -> Optional[str]:
+        """Why `recurrence > 1` (re-running the grid one interval at a time) cannot work with this
+        sampler, or None if it can."""
+        if not self.fixed_grid:
+            return f"sampler {self.name!r} chooses its own steps; recurrence needs a fixed time grid"
+        if not self.stepwise:
+            return (f"sampler {self.name!r} is multistep (a step uses earlier steps' scores), so its grid "
+                    f"cannot be re-run one interval at a time")
+        return None
 
     @property
     def fixed_grid(self) -> bool:
@@ -72,7 +83,7 @@ SAMPLERS: Mapping[str, SamplerSpec] = MappingProxyType(_REGISTRY)
 
 
 def register_sampler(name: str, fn: Callable, *, options: dict, schedule: Optional[str] = "uniform",
-                     doc: str = "") -> SamplerSpec:
+                     doc: str = "", stepwise: bool = True) -> SamplerSpec:
     """Add a sampler to `sample()` under `name`.
 
     Args:
@@ -86,6 +97,12 @@ def register_sampler(name: str, fn: Callable, *, options: dict, schedule: Option
         schedule: the default time grid of a fixed-grid sampler (one of
                   `solvers.schedules.SCHEDULES`), or None for a self-stepping sampler.
         doc:      one line for listings (default: the first line of `fn.__doc__`).
+        stepwise: a fixed-grid sampler whose step from ts[i] to ts[i+1] uses only the state at
+                  ts[i] (False for multistep solvers); `recurrence > 1` needs it.
+
+    A sampler must update x by combining x, scores and noise with scalar (per-sample)
+    coefficients, as all of Song et al.'s, EDM's and the exponential integrators do: that is what
+    makes the replacement hook of inverse problems (`observation=`) exact for it.
 
     Returns the `SamplerSpec`. Example (a researcher's own sampler)::
 
@@ -122,7 +139,7 @@ def register_sampler(name: str, fn: Callable, *, options: dict, schedule: Option
     if not isinstance(doc, str):
         raise ValueError(f"doc must be a string, got {type(doc).__name__}")
     doc = doc or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-    spec = SamplerSpec(name, fn, MappingProxyType(opts), schedule, doc)
+    spec = SamplerSpec(name, fn, MappingProxyType(opts), schedule, doc, bool(stepwise))
     _REGISTRY[name] = spec
     return spec
 
@@ -137,7 +154,8 @@ def sample(sde, score_fn, shape, sampler: str = "euler_maruyama", *, eps: Option
            denoise: bool = False, x_T: Optional[torch.Tensor] = None,
            generator: Optional[torch.Generator] = None, seeds: Optional[Sequence[int]] = None,
            dtype: Optional[torch.dtype] = None, device=None, progress: bool = False,
-           return_trajectory: bool = False, **options):
+           return_trajectory: bool = False, observation: Optional["Observation"] = None, recurrence: int = 1,
+           **options):
     """Draw samples `[B, *dims]` from the model defined by `sde` and `score_fn`.
 
     Args:
@@ -162,6 +180,11 @@ def sample(sde, score_fn, shape, sampler: str = "euler_maruyama", *, eps: Option
                    dtype must be a floating dtype.
         progress:  show a tqdm bar over steps (score evaluations for adaptive solvers).
         return_trajectory: keep the state after every step in `info.trajectory`.
+        observation: an `Observation(known, project)` for inverse problems by replacement
+                   (`solvers.inpaint`): the score sees the state with its observed part P x
+                   replaced by the forward-diffused observation, and the output has P x = P known.
+        recurrence: k >= 1; k > 1 re-runs each grid interval k times with a forward re-noising in
+                   between (RePaint), one interval at a time (`SamplerSpec.resampling_refusal`).
 
     Returns:
         (x, info): the samples and a `SampleInfo` (nfe, steps, options, seconds, ...).
@@ -208,18 +231,36 @@ def sample(sde, score_fn, shape, sampler: str = "euler_maruyama", *, eps: Option
         ts = time_grid(sde, opts["steps"], schedule=opts["schedule"], eps=eps, rho=opts["rho"],
                        dtype=dtype, device=device)
 
+    recurrence = check_steps(recurrence, "recurrence")
+    if recurrence > 1 and spec.resampling_refusal():
+        raise ValueError(f"recurrence={recurrence}: {spec.resampling_refusal()}")
+    if observation is not None:
+        observation.check(shape)
     counted = CountedScore(score_fn)
     noise = NoiseSource(shape, dtype, device, generator=generator, seeds=seeds)
     info = SampleInfo(sampler=sampler, options={"eps": eps, "denoise": denoise, **opts})
+    if recurrence > 1:
+        info.options["recurrence"] = recurrence
     kwargs = {k: v for k, v in opts.items() if not (spec.fixed_grid and k in GRID_OPTIONS)}
     with Timer() as timer, torch.no_grad():
         x = noise.prior(sde) if x_T is None else x_T.to(dtype=dtype, device=device).clone()
-        if spec.fixed_grid:
-            x = _run_grid(spec, sde, counted, x, ts, noise, info, progress, return_trajectory, kwargs)
+        score, known_at = counted, None
+        if observation is not None:
+            # fixed grid: a fresh forward draw of the observation at every score call (Song et al.'s
+            # replacement); self-stepping: one forward path, so an adaptive ODE's right side stays smooth
+            known_at = observation.path(quiet(sde), noise.randn if spec.fixed_grid else noise.randn())
+            score = observation.replaced_score(counted, known_at)
+            x = observation.replace(x, known_at(torch.full((shape[0],), sde.T, dtype=dtype, device=device)))
+        if recurrence > 1:
+            x = _run_resampled(spec, sde, score, x, ts, noise, info, recurrence, known_at, observation, kwargs)
+        elif spec.fixed_grid:
+            x = _run_grid(spec, sde, score, x, ts, noise, info, progress, return_trajectory, kwargs)
         else:
-            x = spec.fn(sde, counted, x, eps, noise, info, progress, return_trajectory, **kwargs)
+            x = spec.fn(sde, score, x, eps, noise, info, progress, return_trajectory, **kwargs)
         if denoise:
-            x = tweedie(quiet(sde), counted, x, eps)
+            x = tweedie(quiet(sde), score, x, eps)
+        if observation is not None:
+            x = observation.replace(x, observation.known.to(dtype=x.dtype, device=x.device))
     info.nfe = counted.nfe
     info.seconds = timer.seconds
     return x, info
@@ -258,11 +299,64 @@ def _run_grid(spec, sde, score, x, ts, noise, info, progress, return_trajectory,
     return x
 
 
+@dataclass(frozen=True)
+class Observation:
+    """Observed data of an inverse problem: P x = P known, with `project(x) = P x` an orthogonal
+    projector (P^2 = P = P^T) acting on `[B, *dims]` (a mask, a grey projection, ...)."""
+    known: torch.Tensor
+    project: Callable[[torch.Tensor], torch.Tensor]
+
+    def check(self, shape) -> None:
+        if not torch.is_tensor(self.known) or tuple(self.known.shape) != tuple(shape):
+            raise ValueError(f"observation.known must be a tensor of the samples' shape {tuple(shape)}, got "
+                             f"{tuple(self.known.shape) if torch.is_tensor(self.known) else type(self.known).__name__}")
+
+    def replace(self, x, y):
+        """x with its observed part replaced by y's: x - P x + P y."""
+        return x - self.project(x) + self.project(y)
+
+    def path(self, sde, z):
+        """t -> m(t) known + s(t) z, the observation diffused forward to t: `z` a fixed draw (one
+        path) or a function drawing a fresh N(0, I) at every call."""
+        def known_at(t):
+            draw = z() if callable(z) else z
+            y = self.known.to(dtype=draw.dtype, device=draw.device)
+            m, s = sde.marginal_coeffs(t)
+            return expand_as_batch(m, y) * y + expand_as_batch(s, y) * draw
+        return known_at
+
+    def replaced_score(self, score, known_at):
+        """The score evaluated at the state with its observed part replaced by the path at t."""
+        return lambda x, t: score(self.replace(x, known_at(t)), t)
+
+
+def _run_resampled(spec, sde, score, x, ts, noise, info, k, known_at, observation, kwargs):
+    """RePaint's resampling: each interval ts[i] -> ts[i+1] is run k times by the sampler on the
+    two-point grid, the observed part replaced after each run, and re-noised back to ts[i] with the
+    exact forward kernel x_t = (m_t / m_n) x_n + sqrt(s_t^2 - (m_t / m_n)^2 s_n^2) z in between."""
+    qsde = quiet(sde)
+    B = x.shape[0]
+    for i in range(ts.shape[0] - 1):
+        t, t_next = ts[i].expand(B), ts[i + 1].expand(B)
+        for r in range(k):
+            x = spec.fn(qsde, score, x, ts[i:i + 2], noise, lambda j, x_next: None, **kwargs)
+            if observation is not None:
+                x = observation.replace(x, known_at(t_next))
+            if r + 1 < k:
+                m_t, s_t = qsde.marginal_coeffs(t)
+                m_n, s_n = qsde.marginal_coeffs(t_next)
+                a = m_t / m_n
+                x = expand_as_batch(a, x) * x + expand_as_batch((s_t ** 2 - (a * s_n) ** 2).clamp_min(0).sqrt(), x) \
+                    * noise.randn()
+    info.steps = (ts.shape[0] - 1) * k
+    return x
+
+
 def tweedie(sde, score_fn, x, eps):
     """E[x_0 | x_eps] = (x + s(eps)^2 score(x, eps)) / m(eps) for the Gaussian kernel."""
     t = torch.full((x.shape[0],), eps, dtype=x.dtype, device=x.device)
     m, s = sde.marginal_coeffs(t)
-    return (x + expand_as_batch(s ** 2, x) * score_fn(x, t)) / expand_as_batch(m, x)
+    return tweedie_mean(x, score_fn(x, t), m, s)
 
 
 def sampler_table() -> str:

@@ -123,7 +123,7 @@ def unipc(sde, score, x, ts, noise, callback, *, order, variant, lower_order_fin
     return x
 
 
-register_sampler("unipc", unipc, options={"order": 3, "variant": "bh2", "lower_order_final": True,
+register_sampler("unipc", unipc, stepwise=False, options={"order": 3, "variant": "bh2", "lower_order_final": True,
                                           "use_corrector": True},
                  schedule="logsnr",
                  doc="UniPC (Zhao et al. 2023): UniP-p + UniC corrector, data prediction, order 1|2|3, "

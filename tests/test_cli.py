@@ -62,8 +62,17 @@ def test_digits_all_modes_tiny(tmp_path):
     assert npz["images_uint8"].shape == (4, 1, 8, 8) and npz["images_uint8"].dtype == np.uint8
     from PIL import Image
     assert Image.open(latest(wd, "samples", "samples.png")).size[0] >= 256
+    info = json.load(open(latest(wd, "samples", "sample.json")))
+    assert info["sampler"] == "ddim" and info["nfe"] == 3 + 1 and info["finite"]    # 3 steps + Tweedie
     ev = json.load(open(latest(wd, "eval", "eval.json")))
-    assert "17 levels" in ev["quantity"] and ev["bits_per_dim"] > 0
+    assert "17 levels" in ev["quantity"] and f"log2(17/2) = {math.log2(17 / 2):.4f}" in ev["quantity"]
+    assert {"ode", "elbo"} <= set(ev) and ev["num_examples"] == 4 and ev["repeats"] == 3
+    for r in ("ode", "elbo"):
+        s = ev[r]          # bits/dim of discrete data are >= 0; a 2-step model is far from the data
+        assert s["bits_per_dim"] > math.log2(17 / 2) and s["stderr"] > 0
+    assert ev["elbo"]["nfe_per_example"] == 32 and ev["ode"]["nfe_per_example"] == ev["ode"]["nfe"] / 3   # batched calls / (repeats x 1 batch)
+    assert ev["bits_per_dim"] == ev["ode"]["bits_per_dim"]
+    assert 1.0 < ev["baselines"]["per_pixel"] < ev["bits_per_dim"]      # the trained-for-2-steps model loses
 
 
 @pytest.mark.parametrize("argv,message", [

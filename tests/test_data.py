@@ -7,8 +7,11 @@ import pytest
 import torch
 
 import configs.default as default
-from training.data import (BatchSampler, dequantize, get_dataset, load_digits_uint8, model_to_uint8,
-                           read_idx, toy_2d, uint8_to_model)
+from training.batches import BatchSampler
+from training.data import get_dataset
+from training.levels import dequantize, model_to_uint8, uint8_to_model
+from training.readers import load_digits_uint8, read_idx
+from training.toy import toy_2d
 
 
 def cfg(**data):
@@ -148,7 +151,7 @@ def test_arrays(tmp_path):
 
 
 def test_unknown_dataset_lists_valid():
-    with pytest.raises(ValueError, match=r"unknown data set 'mnist'.*digits"):
+    with pytest.raises(ValueError, match=r"config.data.dataset must be one of .*'digits'.*got 'mnist'"):
         get_dataset(cfg(dataset="mnist"))
 
 

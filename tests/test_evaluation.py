@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import (FeatureSettings, SampleEvaluator, dataset_labels, density_coverage, frechet_distance,
+from evaluation import (FeatureSettings, SampleEvaluator, density_coverage, frechet_distance,
                         get_feature_extractor, kernel_inception_distance, label_histogram_tv, precision_recall)
 from evaluation.metrics import _mmd2_unbiased
 
@@ -115,7 +115,7 @@ def digits(tmp_path_factory):
     cfg = get_config()
     ds = get_dataset(cfg)
     logs = []
-    fx = get_feature_extractor(ds, dataset_labels(cfg, ds), str(tmp_path_factory.mktemp("feat")),
+    fx = get_feature_extractor(ds, ds.labels, str(tmp_path_factory.mktemp("feat")),
                                FeatureSettings(epochs=12), log=logs.append)
     return cfg, ds, fx, logs
 
@@ -128,7 +128,7 @@ def test_digit_labels_follow_the_data_split_and_the_classifier_is_cached(digits,
     assert fx.info["test_accuracy"] > 0.95 and any("training the feature classifier" in m for m in logs)
     again_logs = []
     folder = fx.info["path"].rsplit("/", 1)[0]
-    fx2 = get_feature_extractor(ds, dataset_labels(cfg, ds), folder, FeatureSettings(epochs=12), log=again_logs.append)
+    fx2 = get_feature_extractor(ds, ds.labels, folder, FeatureSettings(epochs=12), log=again_logs.append)
     assert not again_logs and torch.equal(fx2.features(ds.test[:20]), fx.features(ds.test[:20]))
 
 
@@ -146,7 +146,7 @@ def test_corruptions_score_worse_monotonically(digits):
     ev = SampleEvaluator(ds.test, fx, num_levels=ds.num_levels, seed=0)
     clean = ds.train[:359]
     base = ev.evaluate(clean)
-    ytr = dataset_labels(cfg, ds)[0]
+    ytr = ds.labels[0]
 
     def scores(sets):
         return [ev.evaluate(x) for x in sets]
@@ -210,7 +210,7 @@ def test_fashion_mnist_and_npz_labels(tmp_path):
     cfg = get_config()
     cfg.data.dataset, cfg.data.path, cfg.data.image_size = "fashion_mnist", str(tmp_path), 28
     ds = get_dataset(cfg)
-    ytr, yte = dataset_labels(cfg, ds)
+    ytr, yte = ds.labels
     from training.data import model_to_uint8
     assert torch.equal(ytr, model_to_uint8(ds.train)[:, 0, 0, 0].long() % 10)
     assert torch.equal(yte, model_to_uint8(ds.test)[:, 0, 0, 0].long() % 10)
@@ -219,10 +219,10 @@ def test_fashion_mnist_and_npz_labels(tmp_path):
     cfg = get_config()
     cfg.data.dataset, cfg.data.path = "array", str(tmp_path / "arr.npz")
     ds = get_dataset(cfg)
-    ytr, yte = dataset_labels(cfg, ds)
+    ytr, yte = ds.labels
     assert torch.equal(ytr, model_to_uint8(ds.train)[:, 0, 0, 0].long() % 7)
     assert torch.equal(yte, model_to_uint8(ds.test)[:, 0, 0, 0].long() % 7)
     np.savez(tmp_path / "bad.npz", x=x, y=np.arange(3))
     cfg.data.path = str(tmp_path / "bad.npz")
     with pytest.raises(ValueError, match="one per example"):
-        dataset_labels(cfg, get_dataset(cfg))
+        get_dataset(cfg)

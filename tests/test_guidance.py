@@ -8,6 +8,7 @@ import solvers
 from models.analytic import GaussianMixture, make_mixture
 from sde_lib import VESDE, VPSDE, subVPSDE
 from solvers import classifier_free_guidance, classifier_guidance, inpaint, colorize, universal_guidance
+from solvers.metrics import dlogp
 
 F64 = torch.float64
 SDES = {"vp": VPSDE, "subvp": subVPSDE, "ve": VESDE}
@@ -24,13 +25,6 @@ SAMPLER_OPTIONS = {
     # coarse grids (+0.16 nats at 50 steps on this component, +0.02 at 400), so a first-order budget
     "euler_ancestral": dict(steps=400),
 }
-
-
-def dlogp(logp, samples, reference):
-    """mean log p(samples) - mean log p(reference), with its standard error (local helper until
-    solvers.metrics.dlogp lands)."""
-    a, b = logp(samples), logp(reference)
-    return (a.mean() - b.mean()).item(), math.sqrt(a.var().item() / a.numel() + b.var().item() / b.numel())
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +74,7 @@ def guided_run(ring, sampler, scale, y=0):
                              dtype=F64, **opts)
     assert torch.isfinite(x).all()
     true = ring.component(y).sample(N, generator=torch.Generator().manual_seed(3))
-    d, se = dlogp(ring.component(y).log_prob, x, true)
+    d, se = dlogp(x, ring.component(y).log_prob, true)
     return x, true, d, se
 
 
@@ -159,8 +153,10 @@ def test_inpaint_keeps_known_exactly_and_counts(ring):
         inpaint(sde, ring.score_fn(sde), xk, torch.tensor([1, 0]), steps=5)
     with pytest.raises(ValueError, match="does not broadcast"):
         inpaint(sde, ring.score_fn(sde), xk, torch.tensor([True, False, True]), steps=5)
-    with pytest.raises(ValueError, match="unknown inpainting sampler 'ode'"):
-        inpaint(sde, ring.score_fn(sde), xk, mask, sampler="ode")
+    with pytest.raises(ValueError, match="recurrence=2: sampler 'ode' chooses its own steps"):
+        inpaint(sde, ring.score_fn(sde), xk, mask, sampler="ode", recurrence=2)
+    with pytest.raises(ValueError, match="recurrence=2: sampler 'dpmpp_2m' is multistep"):
+        inpaint(sde, ring.score_fn(sde), xk, mask, sampler="dpmpp_2m", recurrence=2)
     with pytest.raises(ValueError, match="NaN or inf"):
         inpaint(sde, ring.score_fn(sde), torch.full((2, 2), float("nan"), dtype=F64), mask)
 

@@ -7,7 +7,7 @@ import torch
 from models.analytic import make_mixture
 from sde_lib import VESDE, VPSDE
 from solvers import sample
-from solvers.correctors import langevin, langevin_alpha
+from solvers.correctors import langevin
 from solvers.metrics import dlogp
 
 
@@ -22,32 +22,44 @@ class Fixed:
         return self.z
 
 
+def _alpha(sde, t, dt):
+    """Song et al.'s alpha_i from the SDE itself: 1 for VE, (m(t) / m(t - dt))^2 = 1 - beta_i for VP."""
+    if isinstance(sde, VESDE):
+        return torch.ones_like(t)
+    return (sde.marginal_coeffs(t)[0] / sde.marginal_coeffs(t - dt)[0]) ** 2
+
+
+@pytest.mark.parametrize("sde_cls", [VPSDE, VESDE])
 @pytest.mark.parametrize("norm", ["per_sample", "batch", "expected", "kernel"])
-def test_step_rules_closed_form(norm):
-    """One corrector step x' = x + e score + sqrt(2 e) z with e = 2 alpha (snr r)^2 and r as documented."""
-    sde = VPSDE()
+def test_step_rules_set_the_signal_to_noise_ratio(norm, sde_cls):
+    """What the rules mean, not how they are written: the step x' = x + e score + sqrt(2 e) z has
+    drift e score and noise sqrt(2 e) z, and each rule makes their ratio snr * sqrt(alpha):
+    per sample (per_sample), as a ratio of batch means (batch), against the expected noise norm
+    sqrt(2 e D) (expected), and, for the exact score of x_t ~ N(0, s(t)^2 I), in expectation
+    over the batch (kernel: e = 2 alpha (snr s)^2 with no norm computed at all)."""
+    sde = sde_cls()
     g = torch.Generator().manual_seed(0)
-    B, D = 5, 6
-    x = torch.randn(B, D, generator=g, dtype=torch.float64)
-    z = torch.randn(B, D, generator=g, dtype=torch.float64)
-    scale = torch.tensor([0.5, 1.0, 2.0, 3.0, 4.0], dtype=torch.float64)[:, None]
-    score = lambda x, t: -x * scale                      # noqa: E731
+    B, D, snr, dt = 4000, 6, 0.2, 0.01
     t = torch.full((B,), 0.3, dtype=torch.float64)
-    dt, snr = 0.01, 0.2
+    s = sde.marginal_coeffs(t)[1][:, None]
+    x = s * torch.randn(B, D, generator=g, dtype=torch.float64)           # x_t of a point mass at 0
+    z = torch.randn(B, D, generator=g, dtype=torch.float64)
+    score = lambda x, t: -x / s ** 2                                        # noqa: E731  its exact score
     out, mean = langevin(sde, score, x, t, dt, Fixed(z), 1, snr, norm=norm)
-    sc = score(x, t)
-    alpha = langevin_alpha(sde, t, dt)
+    drift, noise = (mean - x).norm(dim=1), (out - mean).norm(dim=1)
+    e = (mean - x)[:, 0] / score(x, t)[:, 0]
+    torch.testing.assert_close(noise, torch.sqrt(2 * e) * z.norm(dim=1))  # the noise is sqrt(2 e) z
+    want = snr * _alpha(sde, t, dt).sqrt()
     if norm == "per_sample":
-        r = z.norm(dim=1) / sc.norm(dim=1)
+        torch.testing.assert_close(drift / noise, want)
     elif norm == "batch":
-        r = (z.norm(dim=1).mean() / sc.norm(dim=1).mean()).expand(B)
+        assert torch.allclose(e, e[0].expand(B)) and math.isclose(drift.mean() / noise.mean(), want[0], rel_tol=1e-9)
     elif norm == "expected":
-        r = math.sqrt(D) / sc.norm(dim=1)
+        torch.testing.assert_close(drift / torch.sqrt(2 * e * D), want)
     else:
-        r = sde.marginal_coeffs(t)[1]
-    e = (2 * alpha * (snr * r) ** 2)[:, None]
-    torch.testing.assert_close(mean, x + e * sc)
-    torch.testing.assert_close(out, x + e * sc + torch.sqrt(2 * e) * z)
+        assert torch.allclose(e, e[0].expand(B))
+        ratio = drift.mean() / noise.mean()
+        assert abs(ratio / want[0] - 1) < 0.02, (ratio, want[0])
 
 
 def test_batch_rule_refused_with_seeds():

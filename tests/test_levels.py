@@ -8,7 +8,9 @@ import torch
 
 import configs.default as default
 from solvers import bits_per_dim
-from training.data import (dequantize, get_dataset, levels_to_model, load_digits_levels, model_to_levels)
+from training.data import get_dataset
+from training.levels import dequantize, levels_to_model, model_to_levels
+from training.readers import load_digits_levels
 
 
 def cfg(**data):

@@ -25,9 +25,24 @@ def test_unet_shapes(name, size, ch_mult, channels):
     c.data.image_size, c.data.num_channels = size, channels
     net = get_model(c)
     assert isinstance(net, UNet)
-    x = torch.randn(3, channels, size, size)
-    out = net(x, torch.rand(3))
-    assert out.shape == x.shape and torch.isfinite(out).all()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, channels, size, size, generator=g)
+    t = torch.rand(3, generator=g)
+    out = net(x, t)
+    assert out.shape == x.shape and torch.equal(out, torch.zeros_like(out))   # zero-initialised output conv
+    with torch.no_grad():                       # random weights everywhere, to test the wiring
+        for p in net.parameters():
+            p.copy_(0.2 * torch.randn(p.shape, generator=g))
+    out = net(x, t)
+    assert torch.isfinite(out).all() and out.abs().max() > 1e-3
+    # each sample's output depends on that sample alone (no statistics across the batch) ...
+    torch.testing.assert_close(net(x[1:2], t[1:2]), out[1:2], rtol=1e-5, atol=1e-5)
+    # ... on its noise label, and on every input pixel (attention/downsampling reach the far corner)
+    assert (net(x, t + 0.3) - out).abs().max() > 1e-4
+    xr = x[:1].clone().requires_grad_(True)
+    net(xr, t[:1])[0, :, 0, 0].sum().backward()
+    assert xr.grad[0, :, -1, -1].abs().sum() > 0
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)   # every layer is used
 
 
 def test_family_presets_differ():

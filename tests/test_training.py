@@ -139,6 +139,32 @@ def test_resume_refuses_checkpoint_of_other_model(tmp_path):
         train(c, wd)
 
 
-def test_discrete_ddpm_training_runs(tmp_path):
-    s = train(tiny_config(continuous=False, n_iters=2), str(tmp_path))
-    assert s.step == 2
+def _noise_labels_seen(c, wd, monkeypatch):
+    """Train with config c and return every noise label the network was fed in training mode."""
+    import models
+    seen, real = [], models.get_model
+
+    def spy(config):
+        net = real(config)
+        net.register_forward_pre_hook(lambda m, args: seen.append(args[1].detach().clone()) if m.training else None)
+        return net
+    monkeypatch.setattr("training.loop.get_model", spy)
+    s = train(c, wd)
+    return s, torch.cat(seen)
+
+
+def test_discrete_ddpm_training_uses_the_discrete_levels(tmp_path, monkeypatch):
+    """continuous=False trains DDPM on the N levels t_i = (i + 1)/N (the noise label of VP is t);
+    the continuous loss draws t uniformly in [eps, 1] instead (the control)."""
+    N = 50
+    c = tiny_config(continuous=False, n_iters=4)
+    c.sde.N, c.model.dropout = N, 0.0
+    s, labels = _noise_labels_seen(c, str(tmp_path / "d"), monkeypatch)
+    assert s.step == 4 and labels.numel() == 4 * c.training.batch_size
+    k = labels.double() * N
+    assert torch.allclose(k, k.round(), atol=1e-4) and k.round().min() >= 1 and k.round().max() <= N
+    assert len(set(k.round().long().tolist())) > 20            # levels drawn across the range
+    c.training.continuous = True
+    _, labels = _noise_labels_seen(c, str(tmp_path / "c"), monkeypatch)
+    k = labels.double() * N
+    assert not torch.allclose(k, k.round(), atol=1e-4)

@@ -1,46 +1,45 @@
-"""Datasets: generated 2-D toy sets, Gaussian mixtures, sklearn digits, Fashion-MNIST
-(idx files), and a user's folder of PNG/JPEG images or .npz/.npy array.
+"""Data sets: one function per data set behind `register_dataset`, and `get_dataset(config)`.
 
-Everything is loaded into memory as float32 tensors in *model space*:
+A data set function takes the `config.data` block and returns a `Dataset`: train and test tensors
+in *model space* with a fixed split (`data.split_seed`), their class labels (the one source of
+labels) and the number of discrete levels per value (the one source of levels):
 
-- discrete images are `[N, C, H, W]` with `L` levels per value (`Dataset.num_levels`:
-  digits 17, 8-bit images 256); level k in {0..L-1} is the centre of its bin in [-1, 1),
-      x = (2k + 1) / L - 1          (8-bit: (u + 1/2) / 128 - 1).
-  For likelihoods, `dequantize` replaces the bin centre by a uniform draw in the bin,
-      x = (2 (k + U)) / L - 1,  U ~ U[0, 1),
-  so a density on [-1, 1)^D is a valid dequantised model of the discrete data and
-  bits/dim = -log p(x) / (D ln 2) + log2(L / 2) (each bin has width 2/L;
-  `solvers.bits_per_dim(..., num_levels=L)`). `data.num_levels` declares the levels
-  of folders and arrays (0: 256 for uint8 data), and for digits it picks the
-  convention: 0 or 17 (the data's own levels) or 256 (values mapped to 8-bit, the
-  convention of image papers).
-- vector data (toy sets, mixtures, float arrays) is `[N, D]`, used as is.
+- discrete images are `[N, C, H, W]` with `L` levels per value (`Dataset.num_levels`: digits 17,
+  8-bit images 256); level k in {0..L-1} is the centre of its bin in [-1, 1),
+      x = (2k + 1) / L - 1          (8-bit: (u + 1/2) / 128 - 1),
+  and likelihoods dequantise within the bin (`training.levels`: `dequantize`, bits/dim offset);
+- vector data (toy sets, mixtures, float arrays) is `[N, D]`, continuous, used as is.
 
-`get_dataset(config)` reads `config.data.dataset` and returns a `Dataset` with a fixed
-train/test split (fixed by `config.data.split_seed`). `BatchSampler` draws shuffled
-minibatches with an explicit torch.Generator, optionally sharded across ranks, and
-has a state_dict so a resumed run sees exactly the same batches.
+Adding a data set is one function and one registration; `discrete_dataset` / `vector_dataset` do the
+levels, the split and the labels::
+
+    @register_dataset("patches", doc="32x32 RGB patches of sklearn's sample images")
+    def patches(d):                      # d = config.data
+        return discrete_dataset("patches", my_uint8_array_NCHW, d)
+
+The readers of files live in `training.readers`, generated data in `training.toy`, level
+conversions in `training.levels`, minibatches in `training.batches`.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from types import MappingProxyType
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 
-from .levels import declared_levels, levels_of_uint8, levels_to_model, model_to_levels  # noqa: F401 (re-exported)
-from .readers import (FASHION_MNIST_DIR, IMAGE_SUFFIXES, load_array, load_digits_levels, load_digits_uint8,  # noqa: F401
-                      load_fashion_mnist, load_fashion_mnist_labels, load_image_folder, load_labelled_image_folder,
-                      read_idx)
-from models.analytic import GaussianMixture
-from configs.errors import InputError
+from configs.errors import ConfigError, InputError
+
+from .batches import BatchSampler  # noqa: F401 (re-exported)
+from .levels import (declared_levels, dequantize, levels_of_uint8, levels_to_model,  # noqa: F401 (re-exported)
+                     model_to_levels, model_to_uint8, uint8_to_model)
+from .readers import (FASHION_MNIST_DIR, load_array, load_array_labels, load_digits_labels, load_digits_levels,
+                      load_digits_uint8, load_fashion_mnist, load_fashion_mnist_labels, load_image_folder,
+                      load_labelled_image_folder)
+from .toy import TOY_SETS, mixture_distribution, mixture_samples, toy_2d  # noqa: F401 (re-exported)
 
 Tensor = torch.Tensor
-
-TOY_SETS = ("moons", "8gaussians", "checkerboard", "swissroll")
-DATASETS = TOY_SETS + ("mixture", "digits", "fashion_mnist", "folder", "array")
 
 
 @dataclass
@@ -51,7 +50,7 @@ class Dataset:
     is_image: bool          # [C, H, W] images (else [D] vectors)
     eight_bit: bool         # values are bin centres of discrete data: dequantise for likelihoods
     num_levels: Optional[int] = None   # levels per value of discrete data (None with eight_bit: 256)
-    # class labels (issue 10): int64 [N_train] / [N_test] in [0, num_classes), or None if the set has none
+    # class labels: int64 [N_train] / [N_test] in [0, num_classes), or None if the set has none
     train_labels: Optional[Tensor] = None
     test_labels: Optional[Tensor] = None
     num_classes: int = 0
@@ -69,97 +68,72 @@ class Dataset:
         return self.num_levels is not None
 
     @property
+    def labels(self) -> Optional[Tuple[Tensor, Tensor]]:
+        """(train_labels, test_labels), or None for unlabelled data."""
+        return None if self.train_labels is None else (self.train_labels, self.test_labels)
+
+    @property
     def shape(self) -> Tuple[int, ...]:
         return tuple(self.train.shape[1:])
 
 
-# ---- 8-bit <-> model space ----------------------------------------------------------------
+# ---- the registry ---------------------------------------------------------------------------
 
-def uint8_to_model(u) -> Tensor:
-    """u in {0..255} (any integer array) -> (u + 1/2) / 128 - 1, float32."""
-    u = u.detach().clone() if torch.is_tensor(u) else torch.from_numpy(np.array(u))
-    u = u.to(torch.float32)
-    return (u + 0.5) / 128.0 - 1.0
-
-
-def model_to_uint8(x: Tensor) -> Tensor:
-    """Inverse of uint8_to_model (bin index of x): floor((x + 1) 128), clamped to 0..255."""
-    return torch.clamp(torch.floor((x.detach().float() + 1.0) * 128.0), 0, 255).to(torch.uint8)
+@dataclass(frozen=True)
+class DataSpec:
+    """A registered data set: its function `fn(config.data) -> Dataset` and a one-line description."""
+    name: str
+    fn: Callable
+    doc: str
 
 
-def dequantize(x: Tensor, generator: Optional[torch.Generator] = None, num_levels: int = 256) -> Tensor:
-    """Uniform dequantisation within the data's own bins: a bin centre x of L levels becomes
-    x - 1/L + 2U/L, U ~ U[0, 1) (uniform over the bin of width 2/L; L = 256: x - 1/256 + U/128)."""
-    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
-        raise InputError(f"num_levels must be an int >= 2, got {num_levels!r}")
-    u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return x + (2.0 * u - 1.0) / num_levels
+_REGISTRY: Dict[str, DataSpec] = {}
+#: Read-only view name -> DataSpec of every registered data set (`name in DATASETS`, `list(DATASETS)`).
+DATASETS: Mapping[str, DataSpec] = MappingProxyType(_REGISTRY)
 
 
-# ---- toy sets and mixtures --------------------------------------------------------------------
-
-def toy_2d(name: str, n: int, generator: torch.Generator, noise: Optional[float] = None) -> Tensor:
-    """n points of a 2-D toy set, roughly centred with O(1) spread, `[n, 2]`."""
-    g = generator
-    if name == "moons":
-        noise = 0.05 if noise is None else noise
-        theta = math.pi * torch.rand(n, generator=g)
-        upper = torch.rand(n, generator=g) < 0.5
-        x = torch.where(upper, torch.cos(theta), 1.0 - torch.cos(theta))
-        y = torch.where(upper, torch.sin(theta), 0.5 - torch.sin(theta))
-        pts = torch.stack([x - 0.5, y - 0.25], dim=1) * 1.5
-    elif name == "8gaussians":
-        noise = 0.1 if noise is None else noise
-        k = torch.randint(0, 8, (n,), generator=g).float()
-        angle = k * (2 * math.pi / 8)
-        pts = 2.0 * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
-    elif name == "checkerboard":
-        noise = 0.0 if noise is None else noise
-        x1 = 4.0 * torch.rand(n, generator=g) - 2.0
-        col = torch.floor(x1)
-        # rows r in {-2..1} with (col + r) even: r = -2 + 2k + (col mod 2)
-        r = -2.0 + 2.0 * torch.randint(0, 2, (n,), generator=g).float() + torch.remainder(col, 2)
-        pts = torch.stack([x1, r + torch.rand(n, generator=g)], dim=1)
-    elif name == "swissroll":
-        noise = 0.1 if noise is None else noise
-        theta = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=g))
-        pts = torch.stack([theta * torch.cos(theta), theta * torch.sin(theta)], dim=1) / 5.0
-    else:
-        raise InputError(f"unknown toy data set {name!r}; expected one of {list(TOY_SETS)}")
-    if noise:
-        pts = pts + noise * torch.randn(n, 2, generator=g)
-    return pts
+def register_dataset(name: str, fn: Optional[Callable] = None, *, doc: str = ""):
+    """Register `fn(d) -> Dataset` (d: the `config.data` block) as `data.dataset=name`; a decorator
+    when `fn` is omitted. Refuses a name that is taken (`unregister_dataset` it first)."""
+    if fn is None:
+        return lambda f: register_dataset(name, f, doc=doc) and f
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"data set name must be a non-empty string, got {name!r}")
+    if name in _REGISTRY:
+        raise ValueError(f"data set {name!r} is already registered (unregister_dataset({name!r}) first)")
+    if not callable(fn):
+        raise ValueError(f"fn for data set {name!r} must be callable, got {type(fn).__name__}")
+    doc = doc or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+    spec = DataSpec(name, fn, doc)
+    _REGISTRY[name] = spec
+    return spec
 
 
-def mixture_distribution(weights, means, stds):
-    """The `models.GaussianMixture` sum_k w_k N(mu_k, diag(std_k^2)) of a `data.mixture` config block;
-    stds are `[K]` or `[K, D]`. Its `score_fn(sde)` is the exact score of the data under any SDE."""
-    w = torch.as_tensor(np.asarray(weights, dtype=np.float64))
-    mu = torch.as_tensor(np.asarray(means, dtype=np.float64))
-    sd = torch.as_tensor(np.asarray(stds, dtype=np.float64))
-    if mu.dim() != 2 or w.shape != (mu.shape[0],):
-        raise InputError(f"mixture needs means [K, D] and weights [K]; got means {tuple(mu.shape)}, "
-                         f"weights {tuple(w.shape)}")
-    if sd.dim() == 1:
-        sd = sd[:, None].expand_as(mu)
-    if sd.shape != mu.shape:
-        raise InputError(f"mixture stds must be [K] or [K, D] = {tuple(mu.shape)}, got {tuple(sd.shape)}")
-    if (w < 0).any() or w.sum() <= 0 or not torch.isfinite(mu).all() or (sd < 0).any():
-        raise InputError("mixture weights must be >= 0 with a positive sum, means finite, stds >= 0")
-    return GaussianMixture(w, mu, sd ** 2, dtype=torch.float64)
+def unregister_dataset(name: str) -> DataSpec:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown data set {name!r}; expected one of {list(_REGISTRY)}")
+    return _REGISTRY.pop(name)
 
 
-def mixture_samples(weights, means, stds, n: int, generator: torch.Generator) -> Tensor:
-    """n draws from sum_k w_k N(mu_k, diag(std_k^2)); stds are `[K]` or `[K, D]`. `[n, D]` float32."""
-    return mixture_distribution(weights, means, stds).sample(n, generator=generator).float()
+def get_dataset(config) -> Dataset:
+    """The data set `config.data.dataset` with its fixed train/test split, checked against the
+    shape the network is built for (`data.image_size`, `data.num_channels` or `data.dim`)."""
+    d = config.data
+    if d.dataset not in _REGISTRY:
+        raise ConfigError("data.dataset", d.dataset, f"one of {sorted(_REGISTRY)}")
+    ds = _REGISTRY[d.dataset].fn(d)
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"data set function {d.dataset!r} returned {type(ds).__name__}, not a Dataset")
+    check_config_matches(ds, config)
+    return ds
 
 
-# ---- splitting and the dataset factory ----------------------------------------------------------
+# ---- building blocks of data set functions ----------------------------------------------------
 
 def split(x: Tensor, test_fraction: float, seed: int) -> Tuple[Tensor, Tensor]:
-    """A random train/test split fixed by `seed` (same seed, same split)."""
+    """A random train/test split fixed by `seed` (same seed and length, same split)."""
     if not (0.0 < test_fraction < 1.0):
-        raise InputError(f"data.test_fraction must lie in (0, 1), got {test_fraction!r}")
+        raise ConfigError("data.test_fraction", test_fraction, "a number in (0, 1)")
     n = x.shape[0]
     n_test = max(1, int(round(n * test_fraction)))
     if n_test >= n:
@@ -168,81 +142,49 @@ def split(x: Tensor, test_fraction: float, seed: int) -> Tuple[Tensor, Tensor]:
     return x[perm[n_test:]], x[perm[:n_test]]
 
 
-def get_dataset(config) -> Dataset:
-    """Load `config.data.dataset` (one of DATASETS) with its fixed train/test split."""
-    d = config.data
-    name = d.get("dataset", None)
-    seed = int(d.get("split_seed", 0))
-    tf = float(d.get("test_fraction", 0.2))
+def _labelled(name, x, labels, d, class_names=None, **kw) -> Dataset:
+    """Split x and its labels (if any) with the same permutation into a Dataset."""
+    train, test = split(x, d.test_fraction, d.split_seed)
+    if labels is None:
+        return Dataset(name, train, test, **kw)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    if y.shape != (x.shape[0],) or (y < 0).any():
+        raise InputError(f"data set {name!r}: labels must be {x.shape[0]} non-negative ints, got shape "
+                         f"{tuple(y.shape)}")
+    y_train, y_test = split(y, d.test_fraction, d.split_seed)
+    k = len(class_names) if class_names else int(y.max()) + 1
+    return Dataset(name, train, test, train_labels=y_train, test_labels=y_test, num_classes=k,
+                   class_names=tuple(class_names) if class_names else None, **kw)
+
+
+def discrete_dataset(name: str, a: np.ndarray, d, labels=None, class_names=None, own_levels: int = 256,
+                     is_image: bool = True) -> Dataset:
+    """Discrete data `a` (images `[N, C, H, W]`, or vectors `[N, D]` with is_image=False) of integer
+    levels 0..own_levels-1 (8-bit: uint8) as a split Dataset. For 8-bit data `data.num_levels` may
+    declare fewer, equally spaced levels round(k 255 / (L - 1)); 0 keeps the data's own levels."""
     levels = declared_levels(d)
-    if name in TOY_SETS or name == "mixture":
-        if levels is not None:
-            raise InputError(f"data set {name!r} is continuous; data.num_levels must be 0, got {levels}")
-        n_train, n_test = int(d.get("num_train", 20000)), int(d.get("num_test", 5000))
-        if n_train < 1 or n_test < 1:
-            raise InputError(f"data.num_train and data.num_test must be >= 1, got {n_train}, {n_test}")
-        g = torch.Generator().manual_seed(seed)
-        if name == "mixture":    # labels: the component each point was drawn from
-            mx = d.mixture
-            gm = mixture_distribution(mx.weights, mx.means, mx.stds)
-            x, y = gm.sample(n_train + n_test, generator=g, return_labels=True)
-            x = x.float()
-            ds = Dataset(name, x[:n_train], x[n_train:], is_image=False, eight_bit=False,
-                         train_labels=y[:n_train], test_labels=y[n_train:], num_classes=gm.K)
-        else:
-            x = toy_2d(name, n_train + n_test, g, d.get("noise", None))
-            ds = Dataset(name, x[:n_train], x[n_train:], is_image=False, eight_bit=False)
-    elif name == "digits":
-        if levels not in (None, 17, 256):
-            raise InputError(f"digits have 17 levels (0..16); data.num_levels must be 0 or 17 (their own levels) "
-                             f"or 256 (mapped to 8-bit), got {levels}")
-        if levels == 256:
-            x, L = uint8_to_model(load_digits_uint8()), 256
-        else:
-            x, L = levels_to_model(load_digits_levels(), 17), 17
-        from sklearn.datasets import load_digits
-        y_train, y_test = split(torch.from_numpy(load_digits().target.astype(np.int64)), tf, seed)
-        ds = Dataset(name, *split(x, tf, seed), is_image=True, eight_bit=True, num_levels=L,
-                     train_labels=y_train, test_labels=y_test, num_classes=10)
-    elif name == "fashion_mnist":
-        if levels not in (None, 256):
-            raise InputError(f"Fashion-MNIST is 8-bit; data.num_levels must be 0 or 256, got {levels}")
-        directory = d.get("path", None) or FASHION_MNIST_DIR
-        tr, te = load_fashion_mnist(directory)
-        labels = load_fashion_mnist_labels(directory)
-        ds = Dataset(name, uint8_to_model(tr), uint8_to_model(te), is_image=True, eight_bit=True,
-                     train_labels=labels[0] if labels else None, test_labels=labels[1] if labels else None,
-                     num_classes=10 if labels else 0)
-    elif name == "folder":
-        if not d.get("path", None):
-            raise InputError("data.dataset='folder' needs data.path (a folder of PNG/JPEG images)")
-        labelled = load_labelled_image_folder(d.path, int(d.get("num_channels", 1)))
-        if labelled is None:
-            a = load_image_folder(d.path, int(d.get("num_channels", 1)))
-            ds = Dataset(name, *split(levels_of_uint8(a, levels, d.path), tf, seed), is_image=True,
-                         eight_bit=True, num_levels=levels or 256)
-        else:   # class subfolders: labels by subfolder, classes in sorted name order
-            a, y, classes = labelled
-            y_train, y_test = split(torch.from_numpy(y), tf, seed)
-            ds = Dataset(name, *split(levels_of_uint8(a, levels, d.path), tf, seed), is_image=True,
-                         eight_bit=True, num_levels=levels or 256, train_labels=y_train, test_labels=y_test,
-                         num_classes=len(classes), class_names=classes)
-    elif name == "array":
-        if not d.get("path", None):
-            raise InputError("data.dataset='array' needs data.path (an .npy or .npz file)")
-        a, is_image = load_array(d.path, d.get("key", None))
-        if a.dtype == np.uint8:
-            x, L = levels_of_uint8(a, levels, d.path), levels or 256
-        elif levels is not None:
-            raise InputError(f"{d.path!r}: data.num_levels={levels} is for uint8 data, but the array holds "
-                             f"{a.dtype} values (used as continuous data)")
-        else:
-            x, L = torch.as_tensor(a).float(), None
-        ds = Dataset(name, *split(x, tf, seed), is_image=is_image, eight_bit=L is not None, num_levels=L)
+    if own_levels == 256:
+        x, L = levels_of_uint8(np.asarray(a, dtype=np.uint8), levels, name), levels or 256
     else:
-        raise InputError(f"unknown data set {name!r}; expected one of {list(DATASETS)}")
-    check_config_matches(ds, config)
-    return ds
+        if levels not in (None, own_levels):
+            raise ConfigError("data.num_levels", d.num_levels, f"0 or {own_levels} (the levels of {name!r})")
+        x, L = levels_to_model(a, own_levels), own_levels
+    return _labelled(name, x, labels, d, class_names, is_image=is_image, eight_bit=True, num_levels=L)
+
+
+def vector_dataset(name: str, x: Tensor, d, labels=None, split_at: Optional[int] = None) -> Dataset:
+    """Continuous vectors `[N, D]` as a Dataset: the first `split_at` rows train, the rest test
+    (generated data), or a seeded split by `data.test_fraction`."""
+    if declared_levels(d) is not None:
+        raise ConfigError("data.num_levels", d.num_levels, f"0 (data set {name!r} is continuous)")
+    x = torch.as_tensor(x).float()
+    if split_at is None:
+        return _labelled(name, x, labels, d, is_image=False, eight_bit=False)
+    y = None if labels is None else torch.as_tensor(labels).long()
+    k = 0 if y is None else int(y.max()) + 1
+    return Dataset(name, x[:split_at], x[split_at:], is_image=False, eight_bit=False,
+                   train_labels=None if y is None else y[:split_at], test_labels=None if y is None else y[split_at:],
+                   num_classes=k)
 
 
 def check_config_matches(ds: Dataset, config) -> None:
@@ -252,44 +194,86 @@ def check_config_matches(ds: Dataset, config) -> None:
         C, H, W = ds.shape
         if H != W:
             raise InputError(f"data set {ds.name!r} has non-square images {H}x{W}; the U-Net needs square images")
-        if (d.get("image_size", None), d.get("num_channels", None)) != (H, C):
+        if (d.image_size, d.num_channels) != (H, C):
             raise InputError(f"data set {ds.name!r} has images of shape {ds.shape} but the config says "
-                             f"data.image_size={d.get('image_size', None)}, "
-                             f"data.num_channels={d.get('num_channels', None)}")
-    else:
-        if d.get("dim", None) != ds.shape[0]:
-            raise InputError(f"data set {ds.name!r} has vectors of dimension {ds.shape[0]} but the config says "
-                             f"data.dim={d.get('dim', None)}")
+                             f"data.image_size={d.image_size}, data.num_channels={d.num_channels}")
+    elif d.dim != ds.shape[0]:
+        raise InputError(f"data set {ds.name!r} has vectors of dimension {ds.shape[0]} but the config says "
+                         f"data.dim={d.dim}")
 
 
-class BatchSampler:
-    """Shuffled minibatch indices from an explicit generator, sharded over ranks.
+# ---- the built-in data sets -------------------------------------------------------------------
 
-    Each epoch draws a permutation of range(n) from `generator` (identical on every rank
-    when the generators share a seed) and rank r takes perm[r::world_size]. Indices are
-    queued across epoch boundaries, so any batch size works. `state_dict` holds the queue
-    and the generator state: a restored sampler continues with exactly the same batches.
-    """
+def _generated_sizes(d):
+    if d.num_train < 1 or d.num_test < 1:
+        raise ConfigError("data.num_train", (d.num_train, d.num_test), "ints >= 1 (with data.num_test)")
+    return d.num_train, d.num_test
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1):
-        if batch_size <= 0:
-            raise InputError(f"batch size must be > 0, got {batch_size}")
-        if n < world_size:
-            raise InputError(f"{n} training examples cannot be sharded over {world_size} ranks")
-        self.n, self.batch_size, self.generator = n, batch_size, generator
-        self.rank, self.world_size = rank, world_size
-        self.queue = torch.empty(0, dtype=torch.long)
 
-    def next(self) -> Tensor:
-        while self.queue.numel() < self.batch_size:
-            perm = torch.randperm(self.n, generator=self.generator)[self.rank::self.world_size]
-            self.queue = torch.cat([self.queue, perm])
-        idx, self.queue = self.queue[:self.batch_size], self.queue[self.batch_size:]
-        return idx
+def _toy(name: str, d) -> Dataset:
+    n_train, n_test = _generated_sizes(d)
+    x = toy_2d(name, n_train + n_test, torch.Generator().manual_seed(d.split_seed), d.noise)
+    return vector_dataset(name, x, d, split_at=n_train)
 
-    def state_dict(self):
-        return {"queue": self.queue.clone(), "generator": self.generator.get_state()}
 
-    def load_state_dict(self, state):
-        self.queue = state["queue"].clone()
-        self.generator.set_state(state["generator"])
+for _name in TOY_SETS:
+    register_dataset(_name, lambda d, _n=_name: _toy(_n, d), doc=f"2-D toy set {_name!r} (data.num_train/num_test)")
+
+
+@register_dataset("mixture")
+def mixture(d) -> Dataset:
+    """Gaussian mixture data.mixture (weights, means, stds); labels: the component of each point."""
+    n_train, n_test = _generated_sizes(d)
+    gm = mixture_distribution(d.mixture.weights, d.mixture.means, d.mixture.stds)
+    x, y = gm.sample(n_train + n_test, generator=torch.Generator().manual_seed(d.split_seed), return_labels=True)
+    return vector_dataset("mixture", x.float(), d, labels=y, split_at=n_train)
+
+
+@register_dataset("digits")
+def digits(d) -> Dataset:
+    """sklearn's bundled 8x8 digits (17 levels; data.num_levels=256 maps them to 8-bit), labelled."""
+    levels = declared_levels(d)
+    if levels not in (None, 17, 256):
+        raise ConfigError("data.num_levels", d.num_levels, "0 or 17 (the digits' own levels) or 256 (mapped to 8-bit)")
+    if levels == 256:
+        return discrete_dataset("digits", load_digits_uint8(), d, labels=load_digits_labels())
+    return discrete_dataset("digits", load_digits_levels(), d, labels=load_digits_labels(), own_levels=17)
+
+
+@register_dataset("fashion_mnist")
+def fashion_mnist(d) -> Dataset:
+    """Fashion-MNIST idx files in data.path (default: the Debian package's folder); its own split."""
+    if declared_levels(d) not in (None, 256):
+        raise ConfigError("data.num_levels", d.num_levels, "0 or 256 (Fashion-MNIST is 8-bit)")
+    directory = d.path or FASHION_MNIST_DIR
+    tr, te = load_fashion_mnist(directory)
+    labels = load_fashion_mnist_labels(directory)
+    kw = {} if labels is None else dict(train_labels=labels[0], test_labels=labels[1], num_classes=10)
+    return Dataset("fashion_mnist", uint8_to_model(tr), uint8_to_model(te), is_image=True, eight_bit=True, **kw)
+
+
+@register_dataset("folder")
+def folder(d) -> Dataset:
+    """PNG/JPEG images in data.path; class subfolders (root/<class>/*.png) give labels."""
+    if not d.path:
+        raise ConfigError("data.path", d.path, "a folder of PNG/JPEG images with data.dataset='folder'")
+    labelled = load_labelled_image_folder(d.path, d.num_channels)
+    if labelled is None:
+        return discrete_dataset("folder", load_image_folder(d.path, d.num_channels), d)
+    a, y, classes = labelled
+    return discrete_dataset("folder", a, d, labels=y, class_names=classes)
+
+
+@register_dataset("array")
+def array(d) -> Dataset:
+    """An .npy/.npz array in data.path (uint8: 8-bit data, floats: continuous); .npz labels `y` or `labels`."""
+    if not d.path:
+        raise ConfigError("data.path", d.path, "an .npy or .npz file with data.dataset='array'")
+    a, is_image = load_array(d.path, d.key or None)
+    labels = load_array_labels(d.path, a.shape[0])
+    if a.dtype == np.uint8:
+        return discrete_dataset("array", a, d, labels=labels, is_image=is_image)
+    if declared_levels(d) is not None:
+        raise ConfigError("data.num_levels", d.num_levels, f"0: {d.path!r} holds {a.dtype} values (continuous "
+                                                            f"data; levels are for uint8 arrays)")
+    return _labelled("array", torch.as_tensor(a).float(), labels, d, is_image=is_image, eight_bit=False)

@@ -1,4 +1,4 @@
-"""Class labels of the data sets (issue 10) and label dropout for classifier-free guidance.
+"""Class-conditional training: the labels check and label dropout for classifier-free guidance.
 
 The data set functions of `training.data` attach the labels (the one source of them):
 `Dataset.train_labels` / `test_labels`.

@@ -1,11 +1,12 @@
-"""Discrete levels of data: level k of L <-> bin centre (2k + 1)/L - 1 in [-1, 1), 8-bit values that
-encode fewer levels, and the `data.num_levels` setting (see training/data.py)."""
+"""Discrete levels of data: level k of L <-> bin centre (2k + 1)/L - 1 in [-1, 1), 8-bit values (and 8-bit
+values that encode fewer levels), uniform dequantisation within a bin, and the `data.num_levels` setting."""
 from __future__ import annotations
 
 from typing import Optional
 
 import numpy as np
 import torch
+
 from configs.errors import InputError
 
 Tensor = torch.Tensor
@@ -62,3 +63,24 @@ def levels_of_uint8(a: np.ndarray, levels: Optional[int], source: str) -> Tensor
     if levels is None or levels == 256:
         return levels_to_model(a, 256)
     return levels_to_model(uint8_to_levels(a, levels, source), levels)
+
+
+def uint8_to_model(u) -> Tensor:
+    """u in {0..255} (any integer array) -> (u + 1/2) / 128 - 1, float32."""
+    u = u.detach().clone() if torch.is_tensor(u) else torch.from_numpy(np.array(u))
+    u = u.to(torch.float32)
+    return (u + 0.5) / 128.0 - 1.0
+
+
+def model_to_uint8(x: Tensor) -> Tensor:
+    """Inverse of uint8_to_model (bin index of x): floor((x + 1) 128), clamped to 0..255."""
+    return torch.clamp(torch.floor((x.detach().float() + 1.0) * 128.0), 0, 255).to(torch.uint8)
+
+
+def dequantize(x: Tensor, generator: Optional[torch.Generator] = None, num_levels: int = 256) -> Tensor:
+    """Uniform dequantisation within the data's own bins: a bin centre x of L levels becomes
+    x - 1/L + 2U/L, U ~ U[0, 1) (uniform over the bin of width 2/L; L = 256: x - 1/256 + U/128)."""
+    if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
+        raise InputError(f"num_levels must be an int >= 2, got {num_levels!r}")
+    u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return x + (2.0 * u - 1.0) / num_levels

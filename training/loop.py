@@ -234,7 +234,7 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
     data = _place_data(dataset.train, device)
     channels_last = tcfg.channels_last and data.dim() == 4
     monitor = Monitor(config, sde, dataset, ema, device, workdir, on_samples) if is_main else None
-    # class-conditional training (issue 10): batch labels, dropped to the null label with
+    # class-conditional training: batch labels, dropped to the null label with
     # probability training.label_dropout (classifier-free guidance)
     num_classes = config.model.num_classes
     if num_classes:

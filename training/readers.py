@@ -30,6 +30,12 @@ def load_digits_uint8() -> np.ndarray:
     return np.round(v * (255.0 / 16.0)).astype(np.uint8)[:, None]
 
 
+def load_digits_labels() -> np.ndarray:
+    """The digit (0..9) of each of sklearn's 1797 bundled 8x8 digits, int64 `[1797]`."""
+    from sklearn.datasets import load_digits
+    return load_digits().target.astype(np.int64)
+
+
 def read_idx(path: str) -> np.ndarray:
     """Read an idx file (optionally .gz): magic 0x0000 08 <ndim>, big-endian int32 dims, uint8 data."""
     opener = gzip.open if path.endswith(".gz") else open
@@ -176,3 +182,19 @@ def load_fashion_mnist_labels(directory: str):
             return None
         out.append(torch.from_numpy(read_idx(_find(directory, stem)).astype(np.int64)))
     return out[0], out[1]
+
+
+def load_array_labels(path: str, n: int) -> Optional[np.ndarray]:
+    """Class labels stored beside an array: the `y` (or `labels`) array of an .npz, one non-negative
+    int per example (`n` of them), int64; None for .npy files and .npz files without one."""
+    if not path.endswith(".npz"):
+        return None
+    with np.load(path) as z:
+        key = next((k for k in ("y", "labels") if k in z.files), None)
+        if key is None:
+            return None
+        y = np.asarray(z[key])
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
+        raise InputError(f"{path!r}: label array {key!r} must hold {n} non-negative integers (one per example), "
+                         f"got shape {y.shape}, dtype {y.dtype}")
+    return y.astype(np.int64)
