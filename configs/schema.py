@@ -27,7 +27,7 @@ import solvers
 from evaluation.metrics import METRICS
 from models.convert import FORMATS as CHECKPOINT_FORMATS
 from models.layers import FOURIER_PRODUCTS
-from models.parameterization import check_parameterization
+from models.parameterization import DATA_RANGES, LABELS, PREDICTIONS, data_range_of
 from models.unet import UNET_CHOICES
 from training.data import DATASETS, declared_levels
 from training.device import PRECISIONS, check_device_name
@@ -124,7 +124,10 @@ def validate_model(config) -> None:
     one_of(config, "model.name", models.model_names())
     int_at_least(config, "model.num_classes", 0)
     m = config.model
-    check_parameterization(m.prediction, m.label, m.data_range)        # ConfigError naming the field
+    one_of(config, "model.prediction", PREDICTIONS)
+    one_of(config, "model.label", LABELS)
+    if data_range_of(m.data_range) is None:
+        raise ConfigError("model.data_range", m.data_range, f"one of {[list(r) for r in DATA_RANGES]}")
     sde = sde_lib.get_sde(config)
     if "auto" in (m.prediction, m.label) and (sde.prediction is None or sde.label is None):
         field = "model.prediction" if m.prediction == "auto" else "model.label"

@@ -53,7 +53,6 @@ from typing import Callable, Optional, Tuple
 import torch
 
 import sde_lib
-from configs.errors import ConfigError
 from sde_lib import expand_as_batch
 
 from .discrete import DiscreteTimeLabel
@@ -66,19 +65,25 @@ DATA_RANGES = ((-1.0, 1.0), (0.0, 1.0))
 
 
 def check_parameterization(prediction, label, data_range) -> Tuple[float, float]:
-    """ConfigError (a ValueError) naming the first bad field of `model`, its value and what was
-    expected; returns the data range as floats."""
-    if prediction not in PREDICTIONS:
-        raise ConfigError("model.prediction", prediction, f"one of {list(PREDICTIONS)}")
-    if label not in LABELS:
-        raise ConfigError("model.label", label, f"one of {list(LABELS)}")
-    try:
-        rng = tuple(float(v) for v in data_range)
-    except (TypeError, ValueError):
-        rng = None
-    if rng not in DATA_RANGES:
-        raise ConfigError("model.data_range", data_range, f"one of {[list(r) for r in DATA_RANGES]}")
+    """ValueError naming the first bad field of `config.model`, its value and what was expected
+    (`configs.schema.validate_model` checks the same before any work); the data range as floats."""
+    for field, value, choices in (("prediction", prediction, PREDICTIONS), ("label", label, LABELS)):
+        if value not in choices:
+            raise ValueError(f"config.model.{field} must be one of {list(choices)}, got {value!r}")
+    rng = data_range_of(data_range)
+    if rng is None:
+        raise ValueError(f"config.model.data_range must be one of {[list(r) for r in DATA_RANGES]}, "
+                         f"got {data_range!r}")
     return rng
+
+
+def data_range_of(value) -> Optional[Tuple[float, float]]:
+    """`value` as one of `DATA_RANGES` (floats), or None if it is not one of them."""
+    try:
+        rng = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return rng if rng in DATA_RANGES else None
 
 
 class Parameterization:

@@ -112,6 +112,7 @@ def test_labels_in_network_units():
     assert torch.equal(Parameterization(vp, "eps", "t999").noise_label(t), 999 * t)
     m, s = vp.marginal_coeffs(t)
     assert torch.allclose(Parameterization(vp, "eps", "sigma").noise_label(t), s / m, rtol=1e-14)
+    assert torch.allclose(Parameterization(vp, "eps", "log_sigma").noise_label(t), -vp.log_snr(t), rtol=1e-12)
     # [0, 1] data: sigma_u = s / (2 m); the discrete step sees lambda + log 2
     assert torch.allclose(Parameterization(vp, "eps", "sigma", (0, 1)).noise_label(t), s / (2 * m), rtol=1e-14)
 
@@ -276,8 +277,8 @@ def test_discrete_label_round_trips_integer_steps():
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--config.model.prediction=noise"], "config.model.prediction must be one of ['auto', 'eps', 'x0', 'v', "
-                                          "'score_sigma', 'score'], got 'noise'"),
+    (["--config.model.prediction=noise"], "config.model.prediction must be one of ['auto', 'eps', 'score', "
+                                          "'score_sigma', 'v', 'x0'], got 'noise'"),
     (["--config.model.data_range=(0, 255)"], "config.model.data_range must be one of [[-1.0, 1.0], [0.0, 1.0]], "
                                              "got (0, 255)"),
     (["--config.sde.name=subvpsde", "--config.model.label=discrete_step"],
