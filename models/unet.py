@@ -36,7 +36,8 @@ Options for the published networks (all off by default; see docs/guide/published
 - `progressive` "output_skip" | "residual": an output pyramid. At the end of each up level,
   output_skip upsamples the running output image and adds conv(act(norm(h))) (the net's output is
   that image, no final norm/conv); residual keeps a feature pyramid, upsampled by a conv Upsample,
-  summed into h (the lowest level starts it with conv(act(norm(h))));
+  summed into h (the lowest level starts it with conv(act(norm(h)))); residual is unverified against
+  score_sde_pytorch, whose own version cannot run (docs/guide/published-models.md);
 - `downsample_padding` "right_bottom": the strided conv pads right/bottom only (TF "SAME");
 - `exact_groups`: exactly num_groups GroupNorm groups (DDPM, diffusers) instead of "at most";
 - `center_input`: the network maps its input u in [0, 1] to 2u - 1 first (score_sde's VE models,
