@@ -118,7 +118,8 @@ def main(argv=None) -> int:
             check_import_args(args)
         config, _ = resolve_config(args.config, overrides, args.workdir, DEFAULT_CONFIG)
         validate_config(config)
-        if distributed.env_world().world_size > 1 and args.mode in ("train_classifier", "inpaint", "colorize", "import"):
+        unsharded = ("train_classifier", "inpaint", "colorize", "import")
+        if distributed.env_world().world_size > 1 and args.mode in unsharded:
             raise InputError(f"--mode {args.mode} does not shard its work over processes yet; under torchrun "
                              f"use --mode train, sample, eval, compare or all, and run {args.mode} with one process")
         if args.mode in ("sample", "eval", "compare"):

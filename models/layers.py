@@ -21,7 +21,8 @@ def group_norm(channels: int, max_groups: int = 32, exact: bool = False) -> nn.G
     `exact`: exactly `max_groups` groups (DDPM's fixed 32; diffusers' norm_num_groups)."""
     if exact:
         if channels % max_groups:
-            raise ValueError(f"GroupNorm with exactly {max_groups} groups needs channels divisible by it, got {channels}")
+            raise ValueError(f"GroupNorm with exactly {max_groups} groups needs channels divisible by it, "
+                             f"got {channels}")
         return nn.GroupNorm(max_groups, channels, eps=1e-6)
     g = max(1, min(max_groups, channels // 4 if channels >= 4 else 1))
     while channels % g:

@@ -48,7 +48,8 @@ def score_sde_ncsnpp(name: str, *, image_size: int, sigma_max: float, N: int, nf
     config.sde.N = N
     m = config.model
     m.name = "ncsnpp"
-    m.nf, m.ch_mult, m.num_res_blocks, m.attn_resolutions, m.dropout = nf, tuple(ch_mult), num_res_blocks, (16,), dropout
+    m.nf, m.ch_mult, m.num_res_blocks, m.dropout = nf, tuple(ch_mult), num_res_blocks, dropout
+    m.attn_resolutions = (16,)
     m.embedding_type, m.fourier_scale, m.fourier_mult, m.fourier_product = "fourier", 16.0, 2, "l_W_2pi"
     m.resblock_type, m.skip_rescale, m.resample_skip_conv, m.up_attention = "biggan", True, True, "per_level"
     m.fir, m.fir_kernel = True, (1, 3, 3, 1)

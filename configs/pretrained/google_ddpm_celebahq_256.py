@@ -1,4 +1,5 @@
-"""diffusers google/ddpm-celebahq-256 (and google/ddpm-ema-celebahq-256, same layout): DDPM (Ho et al. 2020), 256x256, UNet2DModel."""
+"""diffusers google/ddpm-celebahq-256 (and google/ddpm-ema-celebahq-256, same layout): DDPM (Ho et al.
+2020), 256x256, UNet2DModel."""
 from configs.pretrained.common import diffusers_ddpm
 
 

@@ -1,4 +1,5 @@
-"""score_sde subvp/cifar10_ddpm_continuous: DDPM's network (Ho et al. 2020), continuous subvp SDE, CIFAR-10."""
+"""score_sde subvp/cifar10_ddpm_continuous: DDPM's network (Ho et al. 2020), continuous subvp SDE,
+CIFAR-10."""
 from configs.pretrained.common import score_sde_ddpm
 
 

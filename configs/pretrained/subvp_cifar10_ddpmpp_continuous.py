@@ -1,4 +1,5 @@
-"""score_sde subvp/cifar10_ddpmpp_continuous: DDPM++ (4 res blocks per level), continuous subvp SDE, CIFAR-10."""
+"""score_sde subvp/cifar10_ddpmpp_continuous: DDPM++ (4 res blocks per level), continuous subvp SDE,
+CIFAR-10."""
 from configs.pretrained.common import score_sde_ddpmpp
 
 

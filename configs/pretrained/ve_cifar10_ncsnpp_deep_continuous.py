@@ -3,5 +3,5 @@ from configs.pretrained.common import score_sde_ncsnpp
 
 
 def get_config():
-    return score_sde_ncsnpp("cifar10_ncsnpp_deep_continuous", image_size=32, sigma_max=50, N=1000, num_res_blocks=8,
-                            parameters=107_587_075)
+    return score_sde_ncsnpp("cifar10_ncsnpp_deep_continuous", image_size=32, sigma_max=50, N=1000,
+                            num_res_blocks=8, parameters=107_587_075)

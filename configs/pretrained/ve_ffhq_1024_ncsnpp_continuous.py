@@ -1,4 +1,5 @@
-"""score_sde ve/ffhq_1024_ncsnpp_continuous: NCSN++ (nf 16, 8 levels) with output-skip and input-skip pyramids, VE SDE, FFHQ 1024x1024 (reference config configs/ve/ffhq_ncsnpp_continuous.py)."""
+"""score_sde ve/ffhq_1024_ncsnpp_continuous: NCSN++ (nf 16, 8 levels) with output-skip and input-skip
+pyramids, VE SDE, FFHQ 1024x1024 (reference config configs/ve/ffhq_ncsnpp_continuous.py)."""
 from configs.pretrained.common import score_sde_ncsnpp
 
 

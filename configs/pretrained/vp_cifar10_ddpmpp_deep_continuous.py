@@ -1,4 +1,5 @@
-"""score_sde vp/cifar10_ddpmpp_deep_continuous: DDPM++ deep (8 res blocks per level), continuous vp SDE, CIFAR-10."""
+"""score_sde vp/cifar10_ddpmpp_deep_continuous: DDPM++ deep (8 res blocks per level), continuous vp
+SDE, CIFAR-10."""
 from configs.pretrained.common import score_sde_ddpmpp
 
 
