@@ -29,7 +29,10 @@ Modes:
 
 Once a workdir has been trained, --config is optional: every mode loads workdir/config.py, and
 overrides of model, sde or data fields are refused. --checkpoint STEP picks the checkpoint of
-sample, eval and compare (default: the latest). Any config field can be overridden:
+sample, eval, compare, inpaint and colorize (default: the latest); with --mode train it resumes from
+that step when every later checkpoint is unreadable (they are kept as *.corrupt).
+--config.plugins="('my_module',)" imports your modules first, so the samplers and models they
+register work from the command line. Any config field can be overridden:
 --config.training.n_iters=2000 (or "--config.training.n_iters 2000"). Bad flags or values end
 with one line `error: ...` on stderr and exit status 2 (before any directory is created; see
 configs/errors.py: only the project's InputError/ConfigError, any other exception is a bug and keeps its
@@ -44,13 +47,19 @@ import shutil
 import sys
 import time
 
-import torch
+# OpenMP workers sleep at barriers instead of spinning, unless the environment says otherwise. Beside
+# one busy process on 2 cores, spinning made the demo's 2-thread training 10-50x slower and passive
+# waiting kept it near or above 1 thread's rate (bench/demo_threads.py, docs/bench/demo.md). It must be
+# set before torch loads its OpenMP runtime, hence here, before `import torch`.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 from configs.errors import InputError
 from configs.schema import validate_config
-from runner.common import RunFailed
+from runner.common import RunFailed, next_command
 from runner.compare import run_compare
-from runner.config_io import apply_override, load_config  # noqa: F401 (public: bench/ uses run.load_config)
+from runner.config_io import apply_override, load_config, load_plugins  # noqa: F401 (public: bench/ uses run.load_config)
 from runner.evaluate import run_eval
 from runner.importer import check_import_args, run_import
 from runner.inpaint import run_inpaint
@@ -102,9 +111,9 @@ def parse_args(argv):
         if not text.isdigit():
             raise InputError(f"--checkpoint must be a step (an int >= 0), got {args.checkpoint!r}")
         args.checkpoint = int(text)
-        if args.mode in ("train", "all"):
-            raise InputError(f"--checkpoint picks the checkpoint of sample, eval and compare; --mode {args.mode} "
-                             f"trains (and resumes from the latest checkpoint)")
+        if args.mode not in ("train", "sample", "eval", "compare", "inpaint", "colorize"):
+            raise InputError(f"--checkpoint picks the checkpoint of sample, eval, compare, inpaint and colorize, "
+                             f"or the one train resumes from; --mode {args.mode} takes none")
     return args, overrides
 
 
@@ -117,6 +126,7 @@ def main(argv=None) -> int:
         if args.mode == "import":
             check_import_args(args)
         config, _ = resolve_config(args.config, overrides, args.workdir, DEFAULT_CONFIG)
+        load_plugins(config)
         validate_config(config)
         unsharded = ("train_classifier", "inpaint", "colorize", "import")
         if distributed.env_world().world_size > 1 and args.mode in unsharded:
@@ -134,9 +144,9 @@ def main(argv=None) -> int:
             clean_stale_temp(workdir)            # leftovers of killed processes (their pid is dead)
         t0 = time.time()
         if args.mode in ("train", "all"):
-            run_train(config, workdir)
+            run_train(config, workdir, **({} if args.checkpoint is None else {"resume_from": args.checkpoint}))
         if args.mode in ("sample", "all"):
-            run_sample(config, workdir, args.checkpoint)
+            run_sample(config, workdir, args.checkpoint, next_hint=args.mode == "sample")
         if args.mode in ("eval", "all"):
             run_eval(config, workdir, args.checkpoint)
         if args.mode == "compare":
@@ -150,6 +160,8 @@ def main(argv=None) -> int:
         if args.mode == "all" and os.environ.get("RANK", "0") == "0":
             print(f"done in {time.time() - t0:.0f}s; outputs in {os.path.abspath(workdir)}: config.py, checkpoints/, "
                   f"metrics.jsonl, loss.png, samples/, eval/")
+        if args.mode != "sample" and os.environ.get("RANK", "0") == "0":
+            print(next_command(args.mode, workdir))
         return 0
     except InputError as e:          # bad flags, config values, files: one line, exit 2
         _discard_new_workdir(workdir, existed)

@@ -15,7 +15,7 @@ Three studies, every one scored against a closed-form conditional distribution:
    3,000 steps): the classifier's share of the error, with its KL to the exact p_t(y | x).
 
 Metrics: dlogp = mean log p_target(samples) - mean log p_target(equal-size true sample), with
-its standard error (a local helper; solvers.metrics.dlogp is being added elsewhere), and sliced
+its standard error (a local helper with the definition of solvers.metrics.dlogp), and sliced
 W1 to true target samples with the true-vs-true floor. dlogp < 0: mass where the target has
 little; dlogp > 0: too concentrated on its modes; both metrics together.
 

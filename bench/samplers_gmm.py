@@ -17,7 +17,7 @@ grids, the adaptive ODE at several tolerances) is run at NFE budgets from 5 to
 Reference rows: two true sample sets (sliced W1 floor; dlogp ~ 0 within its SE).
 
     python bench/samplers_gmm.py          # ~10 min at 1 thread on 2 CPU cores (BENCH_N=3000)
-    python bench/samplers_gmm.py --table  # print the README table from the saved JSON
+    python bench/samplers_gmm.py --table  # print the tables of docs/bench/samplers-gmm.md from the saved JSON
     -> bench/results/samplers_gmm.json, bench/results/samplers_gmm.png
 
 Writes numbers, asserts nothing (see tests/ for the checks).

@@ -2,7 +2,7 @@
 DDPM++ network, trained with the likelihood weighting g(t)^2 and t drawn ∝ g^2/s^2 (importance
 sampling, loss reweighted), on uniformly dequantised data (17 levels). Sized for a CPU:
 8,000 steps, batch 64: 985 s with 1 torch thread on a busy 2-core machine
-(README: time and bits/dim beside the baselines).
+(docs/bench/likelihood.md: time and bits/dim beside the baselines).
 
     python run.py --config configs/digits_vp_likelihood.py --workdir runs/digits_lik --mode all
 """

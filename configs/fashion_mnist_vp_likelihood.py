@@ -2,7 +2,7 @@
 config.data.path) with likelihood training: g(t)^2 weighting, t ∝ g^2/s^2, dequantised data.
 A small DDPM++ U-Net (channels 32, multipliers (1, 2, 2): 28 -> 14 -> 7, attention at 7x7).
 Evaluates 100 test images with 2 dequantisation draws. Measured with 1 torch thread on a busy
-2-core machine: training 552 s, eval 264 s (README: bits/dim beside the baselines).
+2-core machine: training 552 s, eval 264 s (docs/bench/likelihood.md: bits/dim beside the baselines).
 
     python run.py --config configs/fashion_mnist_vp_likelihood.py --workdir runs/fmnist_lik --mode all
 """

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from typing import List, Tuple
 
 import torch
@@ -95,6 +96,17 @@ def validate_run(config) -> None:
         check_device_name(config.device)
     except ValueError:
         raise ConfigError("device", config.device, "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+
+
+def validate_plugins(config) -> None:
+    """`plugins`: a tuple of module names (run.py imports them before the other sections are checked)."""
+    plugins = config.plugins
+    if not isinstance(plugins, tuple) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError("plugins", plugins, "a tuple of module names, e.g. \"('my_samplers',)\"")
+    for name in plugins:
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
+            raise ConfigError("plugins", plugins, f"a tuple of module names ({name!r} is not one, e.g. 'my_samplers' "
+                                                  f"for my_samplers.py)")
 
 
 def validate_data(config) -> None:
@@ -303,8 +315,9 @@ def validate_pretrained(config) -> None:
         raise ConfigError("pretrained.checkpoint", config.pretrained.checkpoint, "a file path (a string)")
 
 
-SECTIONS = (validate_run, validate_data, validate_sde, validate_model, validate_training, validate_sampling,
-            validate_eval, validate_compare, validate_classifier, validate_inpaint, validate_pretrained)
+SECTIONS = (validate_run, validate_plugins, validate_data, validate_sde, validate_model, validate_training,
+            validate_sampling, validate_eval, validate_compare, validate_classifier, validate_inpaint,
+            validate_pretrained)
 
 
 def validate_config(config) -> None:

@@ -127,3 +127,25 @@ class NpzWriter:
         for p in self.tmp.values():
             if os.path.exists(p):
                 os.remove(p)
+
+
+def next_command(mode: str, workdir: str) -> str:
+    """The `next: ...` line printed at the end of each mode: the command a newcomer most likely wants next."""
+    demo = os.path.normpath(workdir) == os.path.join("runs", "demo")
+    run = "python run.py" + ("" if demo else f" --workdir {workdir}")
+    hints = {
+        "all": f"{run} --mode compare --config.compare.quick=True   (a sampler study on this model, minutes); "
+               f"{run} --mode sample --config.sampling.sampler=unipc --config.sampling.steps=10",
+        "train": f"{run} --mode sample --config.sampling.sampler=dpmpp_2m --config.sampling.steps=20; "
+                 f"{run} --mode eval   (test bits/dim beside two baselines)",
+        "sample": f"{run} --mode eval   (test bits/dim); other samplers: --config.sampling.sampler=NAME "
+                  f"(python -c \"import solvers; print(solvers.sampler_table())\")",
+        "eval": f"{run} --mode compare --config.compare.quick=True   (every sampler at 5-20 NFE, minutes)",
+        "compare": f"add samplers, budgets or seeds: {run} --mode compare \"--config.compare.nfe=(5, 10, 20, 50)\" "
+                   f"(finished cells are reused; the new study gets its own directory)",
+        "train_classifier": f"{run} --mode sample --config.sampling.class_label=all --config.sampling.guidance=classifier",
+        "inpaint": f"{run} --mode inpaint --config.inpaint.mask=random   (masks: left_half, right_half, top_half, "
+                   f"bottom_half, box, random)",
+        "colorize": f"{run} --mode sample   (unconditional samples of the same model)",
+    }
+    return "next: " + hints[mode]

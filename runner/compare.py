@@ -10,9 +10,12 @@ whichever rank runs it. Planning lives in `compare_plan`, tables and figures in
 """
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import time
+from typing import Optional
 
 from .common import data_shape, json_safe, restored_score_fn, setup
 from configs.schema import parse_sampler_entry, resolve_samplers, validate_compare
@@ -27,18 +30,35 @@ import solvers
 ADAPTIVE_NFE_GUESS = 100      # for the time estimate only: adaptive runs report their real NFE
 
 
-def compare_paths(workdir: str, step: int, context: dict) -> dict:
+def _digest(obj) -> str:
+    return hashlib.sha1(json.dumps(json_safe(obj), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def compare_paths(workdir: str, step: int, context: dict, study: Optional[dict] = None) -> dict:
     """Every file the study writes (the one place that says where results go): one directory per
-    checkpoint and study context, `workdir/compare/step<N>-<hash of context>/`. Rerunning the same
-    study resumes there (adding samplers, budgets or seeds only runs the new cells); a study with
-    other settings (data, SDE, sample size, features, EMA, denoise, checkpoint) gets its own
-    directory, so no earlier result is overwritten."""
-    import hashlib
-    digest = hashlib.sha1(json.dumps(json_safe(context), sort_keys=True).encode()).hexdigest()[:8]
-    out = os.path.join(workdir, "compare", f"step{int(step):09d}-{digest}")
+    checkpoint, context and study, `workdir/compare/step<N>-<hash of context>-<hash of study>/`.
+    The context (data, SDE, sample size, features, EMA, denoise, checkpoint) fixes what a cell's
+    numbers mean; the study (the sampler entries, their options, budgets, tolerances, seeds, primary
+    metric) fixes the report. Rerunning the same study resumes in its directory; a study with other
+    settings gets its own, so no report of another study is ever rewritten. Finished cells of the
+    other studies of the same context are reused (`sibling_cells`), so adding samplers, budgets or
+    seeds only runs the new cells."""
+    out = os.path.join(workdir, "compare", f"step{int(step):09d}-{_digest(context)}")
+    if study is not None:
+        out += f"-{_digest(study)}"
     return {"dir": out, "json": os.path.join(out, "compare.json"), "md": os.path.join(out, "compare.md"),
             "png": os.path.join(out, "compare.png"), "cells": os.path.join(out, "compare_cells.jsonl"),
             "grids": os.path.join(out, "compare_grids")}
+
+
+def sibling_cells(paths: dict) -> dict:
+    """Finished cells of every study directory of the same checkpoint and context (`<dir prefix>*`)."""
+    prefix = paths["dir"].rsplit("-", 1)[0] if os.path.basename(paths["dir"]).count("-") == 2 else paths["dir"]
+    done = {}
+    for d in sorted(glob.glob(glob.escape(prefix) + "*")):
+        if d != paths["dir"]:
+            done.update(load_cells(os.path.join(d, "compare_cells.jsonl")))
+    return done
 
 
 def load_cells(path: str) -> dict:
@@ -135,12 +155,26 @@ def run_compare(config, workdir, checkpoint=None):
                "checkpoint": os.path.basename(str(ckpt)), "use_ema": c.use_ema, "denoise": config.sampling.denoise,
                "features": extractor.info.get("key", extractor.kind), "metric_seed": c.seed,
                "inception": bool(c.inception)}
-    paths = compare_paths(workdir, step, context)
+    study = {"samplers": list(names), "settings": s, "primary_metric": c.primary_metric,
+             "options": config.sampling.options.to_dict()}
+    paths = compare_paths(workdir, step, context, study)
 
     cells = plan_cells(config, sde, names, s, dims, distribution is not None)
     for cell in cells:
         cell["key"] = cell_key(cell, context)
-    done = load_cells(paths["cells"]) if here.is_main else None
+    done = None
+    if here.is_main:
+        done = load_cells(paths["cells"])
+        os.makedirs(paths["dir"], exist_ok=True)
+        reused = {k: row for k, row in sibling_cells(paths).items() if k not in done and
+                  any(cell["key"] == k for cell in cells)}
+        for row in reused.values():              # this study's log holds every one of its cells
+            _append(paths["cells"], row)
+        done.update(reused)
+        if reused:
+            print(f"compare: {len(reused)} finished cells reused from other studies of this checkpoint")
+        if os.path.exists(paths["json"]):
+            print(f"compare: resuming the study in {paths['dir']}")
     done = broadcast_object(done)
     todo = [cell for cell in cells if cell["key"] not in done]
     grid_pick = {}

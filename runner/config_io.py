@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import os
+import sys
 
 import ml_collections
 
 from configs.errors import InputError
+from configs.schema import validate_plugins
 
 
 def load_config(path: str):
@@ -63,7 +66,7 @@ def apply_override(config, dotted: str, text: str) -> None:
     current = node[last]
     if isinstance(current, str) and not isinstance(value, str):
         value = text          # e.g. --config.data.path=123 stays a string
-    if isinstance(current, tuple) and isinstance(value, (int, float)):
+    if isinstance(current, tuple) and isinstance(value, (int, float, str)):
         value = (value,)
     if isinstance(current, tuple) and isinstance(value, list):
         value = tuple(value)
@@ -73,3 +76,20 @@ def apply_override(config, dotted: str, text: str) -> None:
         node[last] = value
     except (TypeError, ValueError) as e:
         raise InputError(f"bad value {text!r} for config.{dotted} (currently {current!r}): {e}") from None
+
+
+def load_plugins(config) -> None:
+    """Import the modules of `config.plugins` before the config is checked, so the samplers, models and
+    data sets they register are known to the schema and every mode. The current directory is searched
+    too. InputError for a module that does not exist; an error inside a plugin keeps its traceback."""
+    validate_plugins(config)
+    if config.plugins and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    for name in config.plugins:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as e:      # only a missing module is an input error; a bug in it keeps its traceback
+            if e.name not in (name, name.split(".")[0]):
+                raise
+            raise InputError(f"config.plugins: no module named {name!r} (looked in the current directory "
+                             f"{os.getcwd()!r} and on sys.path)") from None

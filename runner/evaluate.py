@@ -36,7 +36,7 @@ import os
 import time
 
 from .common import batches, gather, restored_score_fn, run_dir, setup
-from solvers.baselines import gaussian_fit, gaussian_logp, per_pixel_categorical
+from solvers.baselines import gaussian_fit, gaussian_logp, gaussian_not_applicable, per_pixel_categorical
 from training.data import dequantize, get_dataset, model_to_levels
 from training.distributed import all_gather_objects
 from training.levels import to_8bit_bins
@@ -110,6 +110,7 @@ def run_eval(config, workdir, checkpoint=None):
     res = {r: torch.empty(n, repeats, dtype=torch.float64) for r in runs}
     gauss = torch.empty(n, repeats, dtype=torch.float64)
     mu, cov = gaussian_fit(train, None if L is None else 2.0 / L)
+    gauss_na = gaussian_not_applicable(train.shape[0], cov, L is not None)
     nfe = {r: 0 for r in runs}
     seconds = {r: 0.0 for r in runs}
     t0 = time.time()
@@ -122,7 +123,8 @@ def run_eval(config, workdir, checkpoint=None):
                     gen, dev_gen = batch_generators(e.seed, rep, mine.start // e.batch_size, device)
                     xb = x0[mine.start:mine.stop]
                     xb = dequantize(xb, gen, num_levels=L) if L is not None else xb
-                    cols[:, 0] = to_bpd(gaussian_logp(xb, mu, cov), xb).double()
+                    if gauss_na is None:
+                        cols[:, 0] = to_bpd(gaussian_logp(xb, mu, cov), xb).double()
                     xb = xb.to(device)
                     for j, r in enumerate(runs, 1):
                         if r == "ode" and rep > 0 and reuse:
@@ -163,7 +165,7 @@ def run_eval(config, workdir, checkpoint=None):
         pp = per_pixel_categorical(model_to_levels(train, L), model_to_levels(x0, L), L)
         baselines["per_pixel"] = pp.mean().item()
         baselines_se["per_pixel"] = (pp.std() / math.sqrt(n)).item() if n > 1 else float("nan")
-    g = _summary(gauss)
+    g = _summary(gauss) if gauss_na is None else {"bits_per_dim": None, "stderr": None}
     baselines["gaussian"], baselines_se["gaussian"] = g["bits_per_dim"], g["stderr"]
     convention = ({"num_levels": L, "data_range": "[-1,1]", "pixel_convention": pixels, "quantity":
                    f"bits/dim of the discrete data on {'its own' if pixels == 'levels' else 'score_sde 8-bit'} "
@@ -174,6 +176,7 @@ def run_eval(config, workdir, checkpoint=None):
               "stderr_images": main["stderr_images"], "stderr_estimator": main["stderr_estimator"],
               "estimator": runs[0], **{r: report[r] for r in runs},
               "baselines": baselines, "baselines_stderr": baselines_se,
+              "baselines_not_applicable": {} if gauss_na is None else {"gaussian": gauss_na},
               "convention": convention, "quantity": convention["quantity"], "num_examples": n, "repeats": repeats,
               "trace": e.trace, "probes": e.probes, "method": e.method, "rtol": e.rtol, "atol": e.atol,
               "eps": eps, "dtype": str(dtype).replace("torch.", ""),
@@ -195,7 +198,8 @@ def run_eval(config, workdir, checkpoint=None):
         lines.append(f"  {name:<10} {s['bits_per_dim']:.4f} +- {s['stderr']:.4f}{split} "
                      f"({s['nfe_per_example']:.0f} score evaluations per example and repeat, {s['seconds']:.1f}s)")
     for k, v in baselines.items():
-        lines.append(f"  {k:<10} {v:.4f} +- {baselines_se[k]:.4f} (baseline)")
+        lines.append(f"  {k:<10} {v:.4f} +- {baselines_se[k]:.4f} (baseline)" if v is not None else
+                     f"  {k:<10} {report['baselines_not_applicable'][k]}")
     lines.append(f"  -> {out}")
     print("\n".join(lines))
     return report

@@ -18,7 +18,8 @@ import os
 import shutil
 import time
 
-from .common import NpzWriter, RunFailed, batches, data_shape, gather, json_safe, restored_score_fn, run_dir, setup
+from .common import (NpzWriter, RunFailed, batches, data_shape, gather, json_safe, next_command, restored_score_fn,
+                     run_dir, setup)
 from .figures import save_image_grid, save_scatter
 from .guided import guided_score_fn, labels_for
 from training.classifier import restore_classifier
@@ -38,7 +39,7 @@ def sampler_options(config):
     return options
 
 
-def run_sample(config, workdir, checkpoint=None):
+def run_sample(config, workdir, checkpoint=None, next_hint=True):
     import numpy as np
     import torch
 
@@ -122,5 +123,7 @@ def run_sample(config, workdir, checkpoint=None):
         json.dump(report, f, indent=2)
     print(f"sampled {n} with {s.sampler} ({report['nfe']} score evaluations per batch, {report['seconds']:.1f}s)"
           f" into {out_dir}: sample.json" + (", samples.png" if figure else ""))
+    if next_hint:
+        print(next_command("sample", workdir))
     print(npz_path)
     return report

@@ -12,7 +12,7 @@ from .figures import save_image_grid, save_loss_plot, save_scatter
 from .rundir import save_config
 
 
-def run_train(config, workdir):
+def run_train(config, workdir, resume_from=None):
     device, here = setup(config)
     dataset = get_dataset(config)          # bad data settings fail before the workdir exists
     if here.is_main:
@@ -31,7 +31,7 @@ def run_train(config, workdir):
             elif x.shape[1] >= 2:
                 save_scatter(x.numpy(), dataset.test[:5000].numpy(), path)
 
-        state = train(config, workdir, dataset=dataset, on_samples=on_samples)
+        state = train(config, workdir, dataset=dataset, on_samples=on_samples, resume_from=resume_from)
     finally:
         if here.is_main:
             lock.release()

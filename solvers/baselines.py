@@ -10,7 +10,9 @@
   model, through the same `bits_per_dim`. For discrete data the dequantised moments are
   closed form: the mean of the bin centres and their covariance plus w^2/12 I (a
   uniform offset in a bin of width w), i.e. the Gaussian of maximum likelihood for
-  the dequantised train split in expectation.
+  the dequantised train split in expectation. With fewer train examples than dimensions
+  (N - 1 < D) or a singular covariance the fit is degenerate: `gaussian_not_applicable`
+  says why, and the eval reports the baseline as not applicable instead of a number.
 """
 from __future__ import annotations
 
@@ -68,3 +70,23 @@ def gaussian_logp(x: Tensor, mean: Tensor, cov: Tensor) -> Tensor:
     flat = x.reshape(x.shape[0], -1).double()
     mvn = torch.distributions.MultivariateNormal(mean, covariance_matrix=cov)
     return mvn.log_prob(flat)
+
+
+def gaussian_not_applicable(n_train: int, cov: Tensor, dequantized: bool) -> Optional[str]:
+    """Why a Gaussian fitted to `n_train` examples with covariance `cov` `[D, D]` is no baseline, or None.
+
+    With N - 1 < D the sample covariance has rank at most N - 1: the fit lives on an (N - 1)-dimensional
+    subspace, and a test point off it pays for its distance in units of the dequantisation width
+    (w^2/12 on the diagonal), which gives bits/dim in the thousands that measure that width, not the
+    data. Without dequantisation a singular covariance has no density at all.
+    """
+    D = cov.shape[0]
+    if n_train - 1 < D:
+        return (f"not applicable: the train split has {n_train} examples for D = {D} dimensions, so the sample "
+                f"covariance has rank at most {n_train - 1} < {D}; the fitted Gaussian covers only that subspace"
+                + (" plus the dequantisation width" if dequantized else "") +
+                " (use more training examples for this baseline)")
+    if torch.linalg.cholesky_ex(cov).info.item() != 0:
+        rank = int(torch.linalg.matrix_rank(cov).item())
+        return f"not applicable: the train split's covariance is singular (rank {rank} of D = {D})"
+    return None

@@ -53,7 +53,7 @@ def langevin(sde, score_fn, x, t, dt, noise, n_steps, snr, norm="kernel"):
                     eps_i = 2 alpha (snr s(t))^2. For VE this is NCSN's annealed
                     schedule with step_size = 4 snr^2. The default.
 
-    Why "kernel" is the default (measured, README "Langevin corrector"): a step that
+    Why "kernel" is the default (measured, docs/bench/langevin-corrector.md): a step that
     depends on the state (per-sample norms) is not a Langevin chain for p_t: samples
     near a mode have small ||score||, take large steps and are thrown out, so the
     chain settles wider than p_t (16-D mixture, exact score, VP, 1000 steps, mean

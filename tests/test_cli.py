@@ -158,10 +158,16 @@ def test_compare_study_on_a_mixture_is_resumable_and_has_references(tmp_path):
     assert run.main(args + ["--mode", "compare"]) == 0            # resumed: nothing recomputed
     assert open(os.path.join(study, "compare_cells.jsonl")).read() == cells
     assert json.load(open(os.path.join(study, "compare.json")))["aggregates"] == report["aggregates"]
-    # one more seed: only its cells run
+    # one more seed: a study of its own (the first study's report is not rewritten); only its new cells run
+    first = {f: open(os.path.join(study, f), "rb").read() for f in ("compare.json", "compare.md", "compare.png")}
     assert run.main(args + ["--mode", "compare", "--config.compare.seeds=(0, 1, 2)"]) == 0
-    new_rows = open(os.path.join(study, "compare_cells.jsonl")).read().splitlines()[len(cells.splitlines()):]
+    study2 = os.path.dirname(latest(wd, "compare", "compare.json"))
+    assert study2 != study and all(open(os.path.join(study, f), "rb").read() == v for f, v in first.items())
+    log2 = open(os.path.join(study2, "compare_cells.jsonl")).read().splitlines()
+    assert log2[:len(cells.splitlines())] == cells.splitlines()                 # reused, not recomputed
+    new_rows = log2[len(cells.splitlines()):]
     assert len(new_rows) == len(rows) // 2 and all(json.loads(r)["seed"] == 2 for r in new_rows)
+    assert len(json.load(open(os.path.join(study2, "compare.json")))["rows"]) == len(rows) * 3 // 2
 
 
 def test_compare_sampler_variants_run_their_options(tmp_path):

@@ -237,7 +237,7 @@ def test_phi_integrals_and_unipc_b_against_quadrature(h):
 @pytest.mark.slow
 @pytest.mark.parametrize("sde_name", ["vp", "ve"])
 def test_issue_goal_24d_mixture(sde_name):
-    """The README's benchmark setting (bench/fast_samplers_gmm.py): on the 24-D, 6-component
+    """The benchmark setting of docs/bench/fast-samplers.md (bench/fast_samplers_gmm.py): on the 24-D, 6-component
     mixture, UniPC-3 at 20 NFE is within 0.3 nats of true samples and beats DPM-Solver++(2M)
     from the same x_T by more than 0.15 nats (measured +0.24 VP, +0.22 VE; paired SE < 0.01)."""
     sde = SDES[sde_name]()

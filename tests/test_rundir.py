@@ -88,7 +88,9 @@ def test_checkpoint_flag_picks_a_step(trained, capsys):
     assert code == 2 and "no checkpoint of step 3" in err and "[2, 4]" in err
     code, _, err = sample(trained, capsys, "--checkpoint", "two")
     assert code == 2 and "--checkpoint must be a step" in err
-    assert run.main(["--workdir", trained, "--mode", "train", "--checkpoint", "2"]) == 2
+    assert run.main(["--workdir", trained, "--mode", "train", "--checkpoint", "2"]) == 2   # 4 is readable
+    assert "the later checkpoint" in capsys.readouterr().err and os.path.exists(os.path.join(trained, "checkpoints",
+                                                                                            "checkpoint_000000004.pt"))
 
 
 def test_runs_never_overwrite_and_npz_is_last_line(trained, capsys):

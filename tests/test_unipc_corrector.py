@@ -9,7 +9,8 @@ from solvers import sample
 from solvers.metrics import pathwise_rms, reference_flow
 
 
-@pytest.mark.parametrize("sde_cls", [VPSDE, subVPSDE, VESDE])
+@pytest.mark.parametrize("sde_cls", [VPSDE, pytest.param(subVPSDE, marks=pytest.mark.slow),
+                                     pytest.param(VESDE, marks=pytest.mark.slow)])
 def test_unic_corrector_cuts_the_error_of_unipc3(sde_cls):
     """Same flow as the order test (2-D mixture, 200 paths, float64 dopri8 reference): with UniC the
     pathwise error at 32 and 64 steps is at most half that of UniP-3 alone (measured 3-4.6x lower)."""

@@ -46,6 +46,36 @@ def latest_checkpoint(ckpt_dir: str) -> Optional[str]:
     return ckpts[-1] if ckpts else None
 
 
+def resume_hint(ckpt_dir: str, bad: str) -> str:
+    """What to do when the checkpoint training would resume from is unreadable: resume from the one before."""
+    step = checkpoint_step(bad)
+    earlier = [checkpoint_step(p) for p in list_checkpoints(ckpt_dir) if checkpoint_step(p) < step]
+    if not earlier:
+        return f"no earlier checkpoint exists; move {bad!r} away to train from scratch"
+    return (f"to resume from the previous checkpoint (step {earlier[-1]}), run the same command with "
+            f"--checkpoint {earlier[-1]}; the unreadable file is then kept as {os.path.basename(bad)}.corrupt")
+
+
+def set_aside_later(ckpt_dir: str, step: int, required: Optional[dict] = None) -> List[str]:
+    """Before resuming from `step` instead of the latest: every later checkpoint must be unreadable
+    (else resuming would overwrite it: InputError naming it); each is renamed to `<name>.corrupt`
+    (kept, never deleted). Returns the new names."""
+    later = [p for p in list_checkpoints(ckpt_dir) if checkpoint_step(p) > step]
+    for p in later:
+        try:
+            load_checkpoint(p, required)
+        except InputError:
+            continue
+        raise InputError(f"--checkpoint {step}: the later checkpoint {p!r} is readable, and resuming from an "
+                         f"earlier step would overwrite it; resume from the latest (omit --checkpoint) or move "
+                         f"the later checkpoints out of {ckpt_dir!r} first")
+    moved = []
+    for p in later:
+        os.replace(p, p + ".corrupt")
+        moved.append(p + ".corrupt")
+    return moved
+
+
 def _fsync_dir(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -31,7 +31,7 @@ from models import get_model, get_score_fn
 
 import training.distributed as distributed
 from .checkpoint import (TRAIN_KEYS, WEIGHT_KEYS, check_state_dict, find_checkpoint, latest_checkpoint,
-                         load_checkpoint, save_checkpoint)
+                         load_checkpoint, resume_hint, save_checkpoint, set_aside_later)
 from .device import AutocastModule, grad_scaler, resolve_device
 from .device import generator as device_generator
 from .data import BatchSampler, Dataset, dequantize, get_dataset
@@ -124,8 +124,12 @@ def _per_rank(value, rank, world_size):
 
 def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optional[int] = None,
           world_size: Optional[int] = None, wrap_model: Optional[Callable[[nn.Module], nn.Module]] = None,
-          progress: Optional[bool] = None, on_samples: Optional[Callable] = None) -> TrainState:
+          progress: Optional[bool] = None, on_samples: Optional[Callable] = None,
+          resume_from: Optional[int] = None) -> TrainState:
     """Train (or resume) the score model of `config` in `workdir`; return the final state.
+
+    Resumes from the latest checkpoint, or from step `resume_from` when every later checkpoint is
+    unreadable (those are kept as `<name>.corrupt`; a readable later one is an InputError).
 
     Writes `workdir/checkpoints/checkpoint_<step>.pt` every `training.snapshot_freq` steps
     and at the end, and `workdir/metrics.jsonl` (step, loss, lr, time every `log_freq`;
@@ -164,14 +168,14 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optiona
             clean_stale_temp(ckpt_dir, all_pids=True)   # we hold the lock: no one else writes here
         distributed.barrier()
         return _train(config, workdir, dataset, sde, device, precision, rank, world_size, wrap_model,
-                      progress, on_samples, Monitor)
+                      progress, on_samples, Monitor, resume_from)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _train(config, workdir, dataset, sde, device, precision, rank, world_size, wrap_model, progress,
-           on_samples, Monitor) -> TrainState:
+           on_samples, Monitor, resume_from=None) -> TrainState:
     tcfg = config.training
     is_main = rank == 0
     ckpt_dir = os.path.join(workdir, "checkpoints")
@@ -183,10 +187,18 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
                            torch.Generator().manual_seed(seed + 1), rank, world_size)
     noise_gen = device_generator(device, seed + 2 + 1000 * rank)
 
-    ckpt = distributed.broadcast_object(latest_checkpoint(ckpt_dir) if is_main else None)
+    if is_main and resume_from is not None:
+        chosen = find_checkpoint(ckpt_dir, resume_from)
+        for moved in set_aside_later(ckpt_dir, resume_from, TRAIN_KEYS):
+            print(f"note: set aside the unreadable later checkpoint as {moved}", flush=True)
+    ckpt = distributed.broadcast_object((chosen if resume_from is not None else latest_checkpoint(ckpt_dir))
+                                        if is_main else None)
     if ckpt is not None:
-        saved = load_checkpoint(ckpt, TRAIN_KEYS)
-        check_state_dict(ckpt, "model", saved["model"])
+        try:
+            saved = load_checkpoint(ckpt, TRAIN_KEYS)
+            check_state_dict(ckpt, "model", saved["model"])
+        except InputError as e:
+            raise InputError(f"{e}; {resume_hint(ckpt_dir, ckpt)}") from None
         try:
             model.load_state_dict(saved["model"])
             ema.load_state_dict(saved["ema"])
@@ -214,6 +226,8 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
         if scaler is not None and saved.get("grad_scaler"):
             scaler.load_state_dict(saved["grad_scaler"])
         state.step, state.checkpoint = step0, ckpt
+        if is_main:
+            print(f"resuming from step {step0} (checkpoint {ckpt})", flush=True)
 
     train_model = model
     if wrap_model is not None:
