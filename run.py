@@ -22,6 +22,9 @@ Modes:
   train_classifier  the classifier of config.classifier (noise-conditional for guidance, or a clean-data
           judge) into workdir/<classifier.dir>/; sample takes sampling.class_label / guidance / guidance_scale
   inpaint, colorize  on test images with config.inpaint (mask spec, sampler) into <mode>/step<N>-.../
+  import  a published checkpoint into a new run directory: --config configs/pretrained/<name>.py
+          --config.pretrained.checkpoint=FILE (a score_sde .pth or a diffusers .safetensors/.bin);
+          then sample, eval, compare, inpaint run on it (runner/importer.py)
   all     train, then sample, then eval (what `python run.py` with no arguments does)
 
 Once a workdir has been trained, --config is optional: every mode loads workdir/config.py, and
@@ -59,6 +62,7 @@ from runner.common import RunFailed, next_command
 from runner.compare import run_compare
 from runner.config_io import apply_override, load_config, load_plugins  # noqa: F401 (public: bench/ uses run.load_config)
 from runner.evaluate import run_eval
+from runner.importer import check_import_args, run_import
 from runner.inpaint import run_inpaint
 from runner.rundir import has_checkpoint, resolve_config
 from runner.sample import run_sample
@@ -71,7 +75,7 @@ from training.workdir import clean_stale_temp
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 DEFAULT_WORKDIR = os.path.join("runs", "demo")
-MODES = ("train", "sample", "eval", "compare", "train_classifier", "inpaint", "colorize", "all")
+MODES = ("train", "sample", "eval", "compare", "train_classifier", "inpaint", "colorize", "import", "all")
 
 
 def parse_args(argv):
@@ -120,10 +124,13 @@ def main(argv=None) -> int:
     try:
         args, overrides = parse_args(argv)
         check_workdir(args.workdir)
+        if args.mode == "import":
+            check_import_args(args)
         config, _ = resolve_config(args.config, overrides, args.workdir, DEFAULT_CONFIG)
         load_plugins(config)
         validate_config(config)
-        if distributed.env_world().world_size > 1 and args.mode in ("train_classifier", "inpaint", "colorize"):
+        unsharded = ("train_classifier", "inpaint", "colorize", "import")
+        if distributed.env_world().world_size > 1 and args.mode in unsharded:
             raise InputError(f"--mode {args.mode} does not shard its work over processes yet; under torchrun "
                              f"use --mode train, sample, eval, compare or all, and run {args.mode} with one process")
         check_cold_mode(config, args.mode)           # cold runs: sampler and modes (issue 22)
@@ -150,6 +157,8 @@ def main(argv=None) -> int:
             run_train_classifier(config, workdir)
         if args.mode in ("inpaint", "colorize"):
             run_inpaint(config, workdir, task=args.mode, checkpoint=args.checkpoint)
+        if args.mode == "import":
+            run_import(config, workdir)
         if args.mode == "all" and os.environ.get("RANK", "0") == "0":
             print(f"done in {time.time() - t0:.0f}s; outputs in {os.path.abspath(workdir)}: config.py, checkpoints/, "
                   f"metrics.jsonl, loss.png, samples/, eval/")

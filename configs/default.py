@@ -50,7 +50,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     sde.eps = config_dict.placeholder(float)      # None: 1e-3 (VP, sub-VP), 1e-5 (VE)
 
     config.model = model = ml_collections.ConfigDict()
-    model.name = "ddpmpp"        # ddpmpp | ncsnpp | mlp
+    model.name = "ddpmpp"        # ddpmpp | ncsnpp | ddpm | diffusers_ddpm | mlp
     model.nf = 32
     model.ch_mult = (1, 2)
     model.num_res_blocks = 1
@@ -63,6 +63,20 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.skip_rescale = config_dict.placeholder(bool)
     model.fourier_scale = 16.0
     model.positional_scale = 1000.0
+    # U-Net options of the published networks (models/unet.py; None: the family's default, off for
+    # ncsnpp/ddpmpp): see configs/pretrained/ and docs/guide/published-models.md
+    model.up_attention = config_dict.placeholder(str)        # per_block | per_level
+    model.resample_skip_conv = config_dict.placeholder(bool)  # 1x1 skip conv in BigGAN resampling blocks
+    model.fourier_mult = config_dict.placeholder(int)        # Fourier embedding width fourier_mult * nf
+    model.fourier_product = config_dict.placeholder(str)     # 2pi_l_W | l_W_2pi (float32 order of the phase)
+    model.fir = config_dict.placeholder(bool)                # FIR resampling (fir_kernel)
+    model.fir_kernel = (1, 3, 3, 1)
+    model.progressive = config_dict.placeholder(str)         # none | output_skip | residual
+    model.progressive_input = config_dict.placeholder(str)   # none | input_skip | residual
+    model.progressive_combine = config_dict.placeholder(str)  # sum | cat
+    model.downsample_padding = config_dict.placeholder(str)  # symmetric | right_bottom
+    model.exact_groups = config_dict.placeholder(bool)       # exactly num_groups GroupNorm groups
+    model.center_input = config_dict.placeholder(bool)       # the net maps its [0, 1] input to 2u - 1 itself
     model.hidden = 128           # mlp
     model.num_blocks = 3         # mlp
     model.embed_dim = 64         # mlp

@@ -27,7 +27,10 @@ import sde_lib
 import solvers
 from solvers.cold import ALGORITHMS as COLD_ALGORITHMS
 from evaluation.metrics import METRICS
+from models.convert import FORMATS as CHECKPOINT_FORMATS
+from models.layers import FOURIER_PRODUCTS
 from models.parameterization import DATA_RANGES, LABELS, PREDICTIONS, data_range_of
+from models.unet import UNET_CHOICES
 from training.data import DATASETS, declared_levels
 from training.device import PRECISIONS, check_device_name
 
@@ -148,6 +151,16 @@ def validate_model(config) -> None:
         except ValueError:
             raise ConfigError("model.label", m.label, f"a continuous-time label: {type(sde).__name__} has no "
                                                       f"discrete-time chain") from None
+    for name, choices in UNET_CHOICES.items():          # U-Net options (None: the family's default)
+        if config.model[name] is not None:
+            one_of(config, f"model.{name}", choices)
+    if config.model.fourier_product is not None:
+        one_of(config, "model.fourier_product", FOURIER_PRODUCTS)
+    if config.model.fourier_mult is not None:
+        int_at_least(config, "model.fourier_mult", 1)
+    for name in ("resample_skip_conv", "fir", "exact_groups", "center_input"):
+        if config.model[name] is not None:
+            boolean(config, f"model.{name}")
     try:
         with torch.device("meta"):
             models.get_model(config)
@@ -329,9 +342,20 @@ def validate_cold(config) -> None:
                               f"sampler grids)")
 
 
-SECTIONS = (validate_run, validate_plugins, validate_data, validate_sde, validate_model, validate_training, validate_sampling,
-            validate_eval, validate_compare, validate_classifier, validate_inpaint,
-            validate_cold)
+
+def validate_pretrained(config) -> None:
+    """config.pretrained (configs/pretrained/*.py only): the checkpoint format and the file's path
+    (the file itself is read and checked by --mode import, runner/importer.py)."""
+    if "pretrained" not in config:
+        return
+    one_of(config, "pretrained.format", CHECKPOINT_FORMATS)
+    if not isinstance(config.pretrained.checkpoint, str):
+        raise ConfigError("pretrained.checkpoint", config.pretrained.checkpoint, "a file path (a string)")
+
+
+SECTIONS = (validate_run, validate_plugins, validate_data, validate_sde, validate_model, validate_training,
+            validate_sampling, validate_eval, validate_compare, validate_classifier, validate_inpaint,
+            validate_pretrained, validate_cold)
 
 
 def validate_config(config) -> None:

@@ -10,12 +10,20 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .resample import Downsample, Upsample, fir_kernel_2d, resample  # noqa: F401 (Downsample, Upsample: public here)
+
 Tensor = torch.Tensor
 
 
-def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
+def group_norm(channels: int, max_groups: int = 32, exact: bool = False) -> nn.GroupNorm:
     """GroupNorm with the largest group count <= max_groups that divides `channels`,
-    keeping at least 4 channels per group when possible (small nets use few channels)."""
+    keeping at least 4 channels per group when possible (small nets use few channels).
+    `exact`: exactly `max_groups` groups (DDPM's fixed 32; diffusers' norm_num_groups)."""
+    if exact:
+        if channels % max_groups:
+            raise ValueError(f"GroupNorm with exactly {max_groups} groups needs channels divisible by it, "
+                             f"got {channels}")
+        return nn.GroupNorm(max_groups, channels, eps=1e-6)
     g = max(1, min(max_groups, channels // 4 if channels >= 4 else 1))
     while channels % g:
         g -= 1
@@ -34,21 +42,32 @@ class GaussianFourierEmbedding(nn.Module):
 
         emb(l) = [sin(2 pi W l), cos(2 pi W l)],  W ~ N(0, scale^2) fixed (a buffer).
 
-    `[B] -> [B, dim]`; `dim` must be even.
+    `[B] -> [B, dim]`; `dim` must be even. `product` fixes the float32 rounding of the phase:
+    "2pi_l_W" computes (2 pi l) W, "l_W_2pi" (l W) 2 pi as score_sde_pytorch does (with
+    |2 pi W l| in the thousands the two differ by ~1e-5 relative in the network output).
     """
 
-    def __init__(self, dim: int, scale: float = 16.0):
+    def __init__(self, dim: int, scale: float = 16.0, product: str = "2pi_l_W"):
         super().__init__()
         if dim % 2:
             raise ValueError(f"embedding dim must be even, got {dim}")
+        if product not in FOURIER_PRODUCTS:
+            raise ValueError(f"unknown fourier_product {product!r}; expected one of {list(FOURIER_PRODUCTS)}")
+        self.product = product
         # Drawn from a fixed seed so two models built from one config embed identically
         # whatever the state of the global RNG.
         g = torch.Generator().manual_seed(0)
         self.register_buffer("W", torch.randn(dim // 2, generator=g) * scale)
 
     def forward(self, label: Tensor) -> Tensor:
-        proj = 2 * math.pi * label[:, None] * self.W[None, :]
+        if self.product == "l_W_2pi":
+            proj = label[:, None] * self.W[None, :] * 2 * math.pi
+        else:
+            proj = 2 * math.pi * label[:, None] * self.W[None, :]
         return torch.cat([torch.sin(proj), torch.cos(proj)], dim=1)
+
+
+FOURIER_PRODUCTS = ("2pi_l_W", "l_W_2pi")
 
 
 class SinusoidalEmbedding(nn.Module):
@@ -73,35 +92,13 @@ class SinusoidalEmbedding(nn.Module):
         return torch.cat([torch.sin(arg), torch.cos(arg)], dim=1).to(label.dtype)
 
 
-def make_embedding(kind: str, dim: int, fourier_scale: float, positional_scale: float) -> nn.Module:
+def make_embedding(kind: str, dim: int, fourier_scale: float, positional_scale: float,
+                   fourier_product: str = "2pi_l_W") -> nn.Module:
     if kind == "fourier":
-        return GaussianFourierEmbedding(dim, fourier_scale)
+        return GaussianFourierEmbedding(dim, fourier_scale, fourier_product)
     if kind == "positional":
         return SinusoidalEmbedding(dim, positional_scale)
     raise ValueError(f"unknown embedding_type {kind!r}; expected one of ['fourier', 'positional']")
-
-
-class Downsample(nn.Module):
-    """Halve H and W: stride-2 3x3 conv (with_conv) or 2x2 average pooling."""
-
-    def __init__(self, channels: int, with_conv: bool = True):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1) if with_conv else None
-
-    def forward(self, x):
-        return self.conv(x) if self.conv is not None else F.avg_pool2d(x, 2)
-
-
-class Upsample(nn.Module):
-    """Double H and W: nearest-neighbour, then an optional 3x3 conv."""
-
-    def __init__(self, channels: int, with_conv: bool = True):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1) if with_conv else None
-
-    def forward(self, x):
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-        return self.conv(x) if self.conv is not None else x
 
 
 class ResBlock(nn.Module):
@@ -111,32 +108,35 @@ class ResBlock(nn.Module):
         out = (skip(x) + h) / sqrt(2)  if skip_rescale else  skip(x) + h
 
     `resample` is None (DDPM++ block), "up" or "down" (BigGAN-style block of NCSN++:
-    both the residual path and the skip path are resampled inside the block, the
-    skip by nearest-up / average-pool followed by a 1x1 conv when channels change).
-    The last conv is zero-initialised so every block starts as (a scaled) identity.
+    both the residual path and the skip path are resampled inside the block, by nearest-up /
+    2x2 average, or by the FIR kernel `fir_kernel` when `fir`). The skip is a 1x1 conv when the
+    channels change, and also for every resampling block when `resample_skip_conv` (score_sde's
+    BigGAN blocks). The last conv is zero-initialised so every block starts as (a scaled) identity.
     """
 
     def __init__(self, in_ch: int, out_ch: int, temb_dim: int, dropout: float = 0.0,
-                 skip_rescale: bool = False, resample: str | None = None, max_groups: int = 32):
+                 skip_rescale: bool = False, resample: str | None = None, max_groups: int = 32,
+                 fir: bool = False, fir_kernel=(1, 3, 3, 1), resample_skip_conv: bool = False,
+                 exact_groups: bool = False):
         super().__init__()
         if resample not in (None, "up", "down"):
             raise ValueError(f"resample must be None, 'up' or 'down', got {resample!r}")
         self.resample = resample
         self.skip_rescale = skip_rescale
-        self.norm1 = group_norm(in_ch, max_groups)
+        self.norm1 = group_norm(in_ch, max_groups, exact_groups)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.temb = nn.Linear(temb_dim, out_ch)
-        self.norm2 = group_norm(out_ch, max_groups)
+        self.norm2 = group_norm(out_ch, max_groups, exact_groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_module(nn.Conv2d(out_ch, out_ch, 3, padding=1))
-        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+        conv_skip = in_ch != out_ch or (resample is not None and resample_skip_conv)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if conv_skip else nn.Identity()
+        self.fir = bool(fir and resample)
+        if self.fir:
+            self.register_buffer("kernel", fir_kernel_2d(fir_kernel), persistent=False)
 
     def _resample(self, x):
-        if self.resample == "up":
-            return F.interpolate(x, scale_factor=2.0, mode="nearest")
-        if self.resample == "down":
-            return F.avg_pool2d(x, 2)
-        return x
+        return resample(x, self.resample, self.kernel if self.fir else None)
 
     def forward(self, x: Tensor, temb: Tensor) -> Tensor:
         h = F.silu(self.norm1(x))
@@ -155,9 +155,9 @@ class AttnBlock(nn.Module):
         out = x + proj(softmax(q^T k / sqrt(C)) v)   (divided by sqrt(2) with skip_rescale)
     """
 
-    def __init__(self, channels: int, skip_rescale: bool = False, max_groups: int = 32):
+    def __init__(self, channels: int, skip_rescale: bool = False, max_groups: int = 32, exact_groups: bool = False):
         super().__init__()
-        self.norm = group_norm(channels, max_groups)
+        self.norm = group_norm(channels, max_groups, exact_groups)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = zero_module(nn.Conv2d(channels, channels, 1))
         self.skip_rescale = skip_rescale

@@ -77,7 +77,7 @@ def test_digits_all_modes_tiny(tmp_path):
 
 @pytest.mark.parametrize("argv,message", [
     (["--config.sde.name=foo"], "config.sde: unknown SDE name 'foo'"),
-    (["--config.model.name=resnet"], "config.model.name must be one of ['ddpmpp', 'mlp', 'ncsnpp'], got 'resnet'"),
+    (["--config.model.name=resnet"], "config.model.name must be one of ['ddpm', 'ddpmpp', 'diffusers_ddpm', 'mlp', 'ncsnpp'], got 'resnet'"),
     (["--config.sampling.sampler=magic"], "config.sampling.sampler must be one of ['ancestral',"),
     (["--config.training.n_iters=-3"], "config.training.n_iters must be an int >= 0, got -3"),
     (["--config.training.n_iters=abc"], "bad value 'abc' for config.training.n_iters"),

@@ -150,15 +150,20 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}".strip()
 
 
-def load_checkpoint(path: str, required: Optional[dict] = None) -> dict:
-    """Read a checkpoint with weights_only=True and check it holds the `required` keys
-    ({key: (type, description)}; default: none). ValueError naming the file and the problem."""
+def check_file(path: str, empty: str = "an interrupted copy?") -> None:
+    """InputError unless `path` is an existing, non-empty file."""
     if not os.path.exists(path):
         raise InputError(f"checkpoint {path!r} does not exist")
     if not os.path.isfile(path):
         raise InputError(f"checkpoint {path!r} is not a file")
     if os.path.getsize(path) == 0:
-        raise InputError(f"checkpoint {path!r} is empty (0 bytes; an interrupted copy?)")
+        raise InputError(f"checkpoint {path!r} is empty (0 bytes; {empty})")
+
+
+def load_checkpoint(path: str, required: Optional[dict] = None) -> dict:
+    """Read a checkpoint with weights_only=True and check it holds the `required` keys
+    ({key: (type, description)}; default: none). ValueError naming the file and the problem."""
+    check_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

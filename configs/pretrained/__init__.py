@@ -1,0 +1,1 @@
+"""Configs of published checkpoints: one file each, built by common.py."""
