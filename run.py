@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         if distributed.env_world().world_size > 1 and args.mode in unsharded:
             raise InputError(f"--mode {args.mode} does not shard its work over processes yet; under torchrun "
                              f"use --mode train, sample, eval, compare or all, and run {args.mode} with one process")
-        check_cold_mode(config, args.mode)           # cold runs: sampler and modes (issue 22)
+        check_cold_mode(config, args.mode)           # cold runs: sampler and modes
         if args.mode in ("sample", "eval", "compare"):
             find_checkpoint(os.path.join(args.workdir, "checkpoints"), args.checkpoint)
         if config.training.num_threads > 0:

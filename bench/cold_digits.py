@@ -1,4 +1,4 @@
-"""Benchmark: hot against cold diffusion on 8x8 digits (issue 22; Bansal et al. 2022).
+"""Benchmark: hot against cold diffusion on 8x8 digits (Bansal et al. 2022).
 
 Same data, same U-Net (the demo's DDPM++, label t), same optimiser, batch and number of steps
 (hence about the same training wall time, measured): the project's VP score model ("hot") and

@@ -199,7 +199,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     inpaint.seed = 4
     inpaint.use_ema = True
 
-    # Cold diffusion (issue 22; docs/guide/cold-diffusion.md). degradation "" trains the score model
+    # Cold diffusion (docs/guide/cold-diffusion.md). degradation "" trains the score model
     # above; a registered degradation name (sde_lib.DEGRADATIONS) trains a restoration network
     # R(D(x0, t), t) ~ x0 instead, with the same U-Net (label t), loop, EMA and checkpoints, and
     # --mode sample then needs sampling.sampler = "cold" (Algorithm cold.algorithm from a prior draw).

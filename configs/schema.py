@@ -308,7 +308,7 @@ def validate_inpaint(config) -> None:
 
 
 def validate_cold(config) -> None:
-    """The cold-diffusion section (issue 22; runner/cold.py): the degradation (a name of
+    """The cold-diffusion section (runner/cold.py): the degradation (a name of
     `sde_lib.DEGRADATIONS`, or "" for a score model) with its options and schedule domain, the loss,
     sampler and prior fields, and what a cold run cannot combine with (vector data, class labels,
     the score-model monitors)."""

@@ -1,4 +1,4 @@
-"""Cold diffusion in the run directory (issue 22): which modes and samplers a cold
+"""Cold diffusion in the run directory: which modes and samplers a cold
 (restoration) run allows, its prior x_T, and the sample-mode draw. The `cold` section's field
 checks are `configs.schema.validate_cold`.
 

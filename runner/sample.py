@@ -47,7 +47,7 @@ def run_sample(config, workdir, checkpoint=None, next_hint=True):
     s = config.sampling
     device, here = setup(config)
     cold_draw = None
-    if is_cold(config):      # a restoration network (issue 22): solvers.cold_sample from a prior draw
+    if is_cold(config):      # a restoration network: solvers.cold_sample from a prior draw
         cold_draw, model, step, ckpt, options = cold_drawer(config, workdir, checkpoint, device)
     else:
         sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, s.use_ema, checkpoint, device)

@@ -19,7 +19,7 @@ from . import samplers_pc, samplers_sigma, samplers_ext  # noqa: E402,F401  (reg
 # conditional generation: guidance combinators and inverse problems by replacement
 from .guidance import classifier_free_guidance, classifier_guidance, tweedie_x0, universal_guidance
 from .inpaint import MASKS, colorize, grey_projector, inpaint, make_mask, project_inpaint
-# cold diffusion (issue 22): Algorithms 1 and 2 of Bansal et al. for any degrade/restore callables
+# cold diffusion: Algorithms 1 and 2 of Bansal et al. for any degrade/restore callables
 from .cold import COLD_SAMPLER, DegradedPrior, cold_sample, cold_time_grid, hot_pair
 
 __all__ = ["FIXED_ODE_METHODS", "ADAPTIVE_ODE_METHODS", "sample", "log_likelihood", "bits_per_dim", "encode", "decode",

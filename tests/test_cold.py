@@ -1,5 +1,5 @@
 """Cold diffusion: the closed-form identities of Algorithms 1 and 2 (Bansal et al. 2022) and the
-degradations' closed forms (issue 22)."""
+degradations' closed forms."""
 import math
 
 import pytest

@@ -1,5 +1,5 @@
 """Cold diffusion through run.py: training a restoration net with the loop (resume, EMA,
-checkpoints), sampling it with the cold sampler, and the bad-input errors (issue 22)."""
+checkpoints), sampling it with the cold sampler, and the bad-input errors."""
 import json
 import os
 

@@ -1,4 +1,4 @@
-"""A newcomer's frictions (issue 17): a corrupt last checkpoint names what to do and the flag that
+"""A newcomer's frictions: a corrupt last checkpoint names what to do and the flag that
 resumes from the previous one; resuming says from where."""
 import os
 

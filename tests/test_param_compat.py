@@ -2,8 +2,8 @@
 data_range in their saved config) load and give bit-identical samples and losses.
 
 The fixture (tests/data/param_compat/, run directories made by tools/make_param_fixture.py on main
-at 75b3065; expected.pt re-recorded by `record` with main's code at e1ceea9, whose issue-19
-DPM-Solver++(2M) changed only the VP dpmpp_2m samples) holds tiny MLP runs on VP, sub-VP and VE (continuous) and VP/VE (discrete DDPM/SMLD), with
+at 75b3065; expected.pt re-recorded by `record` with main's code at e1ceea9, whose sampler change to
+DPM-Solver++(2M) moved only the VP dpmpp_2m samples, by float32 rounding) holds tiny MLP runs on VP, sub-VP and VE (continuous) and VP/VE (discrete DDPM/SMLD), with
 the samples of eight samplers, the held-out loss of the training monitor and the training
 loss that main's code gave.
 """

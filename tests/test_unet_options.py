@@ -1,4 +1,4 @@
-"""U-Net options of the published networks (issue 18): every existing config builds the same
+"""U-Net options of the published networks: every existing config builds the same
 network as before them, and the FIR resampling has the closed forms it should.
 
 tests/data/unet_fingerprints.json was written by `python tests/test_unet_options.py` on the

@@ -1,5 +1,5 @@
 """Make `tests/data/param_compat/`: tiny run directories trained by the code of main before the
-parameterisation object existed (issue 18), with the samples and losses that code gave.
+parameterisation object existed, with the samples and losses that code gave.
 
 `tests/test_param_compat.py` restores these run directories with the current code and asserts
 bit-identical samples, held-out losses and training losses: a saved run directory (whose config
@@ -7,7 +7,7 @@ has no `model.prediction` / `model.label` / `model.data_range`) must behave exac
 
 Run from the worktree root, on the commit whose behaviour is to be frozen (the run directories
 were made on main at 75b3065; expected.pt was re-recorded with `record` on main at e1ceea9,
-after issue 19 changed DPM-Solver++(2M), which moved only the VP dpmpp_2m samples):
+after a reorganised DPM-Solver++(2M) moved only the VP dpmpp_2m samples, by float32 rounding):
 
     OMP_NUM_THREADS=1 python tools/make_param_fixture.py
 

@@ -244,7 +244,7 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
         score_fn = get_score_fn(sde, train_model, train=True)
         loss_fn = get_loss_fn(sde, tcfg.continuous, tcfg.reduce_mean, tcfg.likelihood_weighting,
                               tcfg.importance_sampling)
-    else:   # cold diffusion (issue 22): a restoration network R(D(x0, t), t) ~ x0
+    else:   # cold diffusion: a restoration network R(D(x0, t), t) ~ x0
         score_fn = get_restore_fn(train_model, train=True)
         loss_fn = get_cold_loss_fn(degradation, config.cold.loss)
     # discrete data: train on uniformly dequantised values, the density that eval scores
