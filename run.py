@@ -47,13 +47,7 @@ import shutil
 import sys
 import time
 
-# OpenMP workers sleep at barriers instead of spinning, unless the environment says otherwise. Beside
-# one busy process on 2 cores, spinning made the demo's 2-thread training 10-50x slower and passive
-# waiting kept it near or above 1 thread's rate (bench/demo_threads.py, docs/bench/demo.md). It must be
-# set before torch loads its OpenMP runtime, hence here, before `import torch`.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import torch  # noqa: E402
+import torch
 
 from configs.errors import InputError
 from configs.schema import validate_config
