@@ -72,6 +72,11 @@ def apply_override(config, dotted: str, text: str) -> None:
         value = tuple(value)
     if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+    if isinstance(current, float) and isinstance(value, str):
+        try:
+            value = float(text)       # inf, nan (the section's validator decides if they are allowed)
+        except ValueError:
+            pass
     try:
         node[last] = value
     except (TypeError, ValueError) as e:

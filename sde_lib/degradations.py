@@ -121,16 +121,24 @@ class GaussianBlur(Degradation):
     for time sigma^2/2 (the discrete Gaussian of variance sigma^2 per axis, the Gaussian kernel in
     the continuum limit). Computed exactly in the DCT basis: per axis, coefficient k is multiplied
     by exp(-2 sigma^2 sin^2(pi k / (2n))). Composition is exact (sigma^2 adds); as sigma -> inf,
-    x_t -> the per-channel mean image (coefficient k = 0 is kept), the reference's full blur."""
+    x_t -> the per-channel mean image (coefficient k = 0 is kept), the reference's full blur.
+
+    sigma_max = inf asks for that full blur: it is replaced by `full_blur_sigma(H, W)`, the
+    smallest std at which every other coefficient's gain is <= 2^-24 (float32's unit roundoff), so
+    D(x0, T) is the per-channel mean to float32 rounding (`self.full` is True)."""
 
     name = "blur"
     generates = True
 
     def __init__(self, shape, sigma_max: float = 6.0, power: float = 1.0):
         super().__init__(shape)
-        self.sigma_max = _number("blur sigma_max (the blur std sigma_blur(T))", sigma_max, 0.0, lo_open=True)
-        self.power = _number("blur power (sigma_blur(t) = sigma_max (t/T)^power)", power, 0.0, lo_open=True)
         _, H, W = self.shape
+        self.full = isinstance(sigma_max, (int, float)) and sigma_max == math.inf
+        if self.full:
+            sigma_max = full_blur_sigma(H, W)
+        self.sigma_max = _number("blur sigma_max (the blur std sigma_blur(T), or inf: the full blur)", sigma_max,
+                                 0.0, lo_open=True)
+        self.power = _number("blur power (sigma_blur(t) = sigma_max (t/T)^power)", power, 0.0, lo_open=True)
         self._dct = {n: _dct_matrix(n) for n in {H, W}}
         self._mu = {n: 4 * torch.sin(math.pi * torch.arange(n, dtype=torch.float64) / (2 * n)) ** 2
                     for n in {H, W}}
@@ -152,7 +160,20 @@ class GaussianBlur(Degradation):
         return self.blur(x0, self.schedule(t))
 
     def __repr__(self):
-        return f"GaussianBlur(shape={self.shape}, sigma_max={self.sigma_max}, power={self.power})"
+        full = ", full=True" if self.full else ""
+        return f"GaussianBlur(shape={self.shape}, sigma_max={self.sigma_max}, power={self.power}{full})"
+
+
+def full_blur_sigma(H: int, W: int, tol: float = 2.0 ** -24) -> float:
+    """The smallest blur std whose gain on every non-constant DCT coefficient of an H x W image is
+    <= tol: the slowest mode (k = 1 along the longer side, Laplacian eigenvalue
+    mu = 4 sin^2(pi / (2 n))) decays as exp(-sigma^2 mu / 2), so sigma = sqrt(2 ln(1/tol) / mu)
+    (8x8: 14.8; 28x28: 51.4 at tol = 2^-24)."""
+    n = max(H, W)
+    if n < 2:
+        return 1.0          # a single pixel is its own mean
+    mu = 4 * math.sin(math.pi / (2 * n)) ** 2
+    return math.sqrt(2 * math.log(1 / tol) / mu)
 
 
 def _pixel_ranks(H: int, W: int, order: str, seed: int) -> Tensor:

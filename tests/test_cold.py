@@ -131,6 +131,31 @@ def test_blur_is_the_heat_semigroup_cumulative_in_sigma_squared(gen):
     assert torch.allclose(_dct_matrix(5) @ _dct_matrix(5).T, torch.eye(5, dtype=torch.float64), atol=1e-14)
 
 
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 28, 28), (1, 8, 12)])
+def test_full_blur_is_the_per_channel_mean_and_no_less_blur_is(shape, gen):
+    """sigma_max = inf: D(x0, T) is the per-channel mean to float32 rounding (every other DCT gain
+    <= 2^-24), and sigma_max is the smallest such std: at 0.9 of it the slowest mode is still visible."""
+    D = make_degradation("blur", shape, sigma_max=math.inf)
+    assert D.full and D.sigma_max == pytest.approx({8: 14.79, 12: 22.10, 28: 51.44}[max(shape[1:])], abs=0.01)
+    x = torch.randn(4, *shape, generator=gen, dtype=torch.float64)
+    T = torch.full((4,), D.T, dtype=torch.float64)
+    dev = D(x, T) - x.mean(dim=(2, 3), keepdim=True)
+    spread = (x - x.mean(dim=(2, 3), keepdim=True)).abs().amax()
+    assert dev.abs().max() <= 2.0 ** -24 * spread * math.sqrt(shape[1] * shape[2])
+    # the slowest mode (k = 1 along the longer side) keeps exactly 2^-24 at sigma_max, 2^-24 ^ 0.81 at 0.9 of it
+    C, H, W = shape
+    along_w = W >= H
+    n = W if along_w else H
+    mode = torch.cos(math.pi * (2 * torch.arange(n, dtype=torch.float64) + 1) / (2 * n))
+    slow = (mode[None, :] if along_w else mode[:, None]).expand(H, W).expand(1, C, H, W)
+    for frac, gain in ((1.0, 2.0 ** -24), (0.9, 2.0 ** (-24 * 0.81))):
+        out = D.blur(slow, torch.full((1,), frac * D.sigma_max, dtype=torch.float64))
+        assert (out.norm() / slow.norm()).item() == pytest.approx(gain, rel=1e-6)
+    # halfway, it is a blur of std sigma_max / 2, not yet the mean
+    assert torch.allclose(D(x, T / 2), D.blur(x, T * D.sigma_max / 2), atol=1e-14)
+    assert "full=True" in repr(D) and not make_degradation("blur", shape).full
+
+
 def test_mask_pixelate_snow_closed_forms(gen):
     x = torch.randn(2, *SHAPE, generator=gen, dtype=torch.float64)
     M = make_degradation("mask", SHAPE, order="random", fill=0.5)

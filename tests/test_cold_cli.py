@@ -57,7 +57,14 @@ def test_cold_resume_and_batch_invariant_samples(tmp_path):
 @pytest.mark.parametrize("argv,message", [
     (["--config.cold.degradation=fog"], "config.cold.degradation must be one of ['', 'blur', 'gaussian', 'mask', 'pixelate', 'snow'], got 'fog'"),
     (["--config.cold.degradation=blur", "--config.cold.options.blur.sigma_max=-1.0"],
-     "config.cold.options.blur: blur sigma_max (the blur std sigma_blur(T)) must be a finite number in (0.0, inf)"),
+     "config.cold.options.blur: blur sigma_max (the blur std sigma_blur(T), or inf: the full blur) must be a finite "
+     "number in (0.0, inf), got -1.0"),
+    (["--config.cold.degradation=blur", "--config.cold.options.blur.sigma_max=-inf"],
+     "config.cold.options.blur: blur sigma_max (the blur std sigma_blur(T), or inf: the full blur) must be a finite "
+     "number in (0.0, inf), got -inf"),
+    (["--config.cold.degradation=blur", "--config.cold.options.blur.sigma_max=nan"], "got nan"),
+    (["--config.cold.degradation=blur", "--config.cold.options.blur.sigma_max=full"],
+     "bad value 'full' for config.cold.options.blur.sigma_max"),
     (["--config.cold.degradation=mask", "--config.cold.options.mask.fraction_max=1.5"],
      "mask fraction_max (the masked fraction at T) must be a finite number in [0.0, 1.0], got 1.5"),
     (["--config.cold.degradation=blur", "--mode", "sample"], "hot sampler 'pc' cannot sample"),
