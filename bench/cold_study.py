@@ -129,7 +129,7 @@ def evaluate_all(study, a, path):
             for alg in ("improved", "naive"):
                 cells.append((f"{name} {alg}", cold_cell(D, R, prior, seeds, a.steps, alg)))
         for name in ("blur", "blur_full"):
-            if name not in cold:
+            if name not in cold or not study.ablations:
                 continue
             cfg, D, R, kind, prior = cold[name]
             for noise in NOISES:

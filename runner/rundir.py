@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import math
 import os
 import pprint
 from typing import List, Optional
@@ -47,16 +48,31 @@ def _to_dict(config) -> dict:
     return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
+class _Infinity(float):
+    """+-inf written as 1e999 / -1e999, literals that read back as +-inf (e.g. blur sigma_max=inf)."""
+
+    def __repr__(self):
+        return "1e999" if self > 0 else "-1e999"
+
+
+def _literal_infinities(d):
+    if isinstance(d, dict):
+        return {k: _literal_infinities(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return type(d)(_literal_infinities(v) for v in d)
+    return _Infinity(d) if isinstance(d, float) and math.isinf(d) else d
+
+
 def save_config(config, workdir: str) -> str:
     """Write `workdir/config.py` atomically; return its path."""
     data = _to_dict(config)
-    text = pprint.pformat(data, indent=1, width=100, sort_dicts=True)
+    text = pprint.pformat(_literal_infinities(data), indent=1, width=100, sort_dicts=True)
     try:
         ok = ast.literal_eval(text) == data
     except (ValueError, SyntaxError):
         ok = False
     if not ok:
-        raise InputError("the config holds values that do not round-trip as Python literals (nan, inf or "
+        raise InputError("the config holds values that do not round-trip as Python literals (nan or "
                          "objects); it cannot be saved in the workdir")
     path = config_path(workdir)
     tmp = temp_name(workdir, CONFIG_NAME)

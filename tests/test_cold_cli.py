@@ -29,6 +29,28 @@ def test_cold_train_and_sample(tmp_path):
     assert x.shape == (6, 1, 8, 8) and np.isfinite(x).all()
 
 
+def test_full_blur_run_saves_inf_and_samples_from_mean_images(tmp_path):
+    """--config.cold.options.blur.sigma_max=inf: the saved config keeps inf (written 1e999), a later mode
+    reloads it, and the prior is fitted to per-image means (x_T constant per image, up to its noise)."""
+    wd = str(tmp_path / "full")
+    args = ["--workdir", wd, "--config.cold.degradation=blur", "--config.cold.options.blur.sigma_max=inf",
+            "--config.cold.prior_components=2", "--config.cold.prior_noise=0.0"] + TINY
+    assert run.main(args + ["--mode", "train", "--config.training.n_iters=1"]) == 0
+    assert "1e999" in open(os.path.join(wd, "config.py")).read()
+    from runner.rundir import load_saved_config
+    config = load_saved_config(wd)
+    assert config.cold.options.blur.sigma_max == float("inf")
+    import sde_lib
+    from runner.cold import fit_prior
+    from training.data import get_dataset
+    D = sde_lib.get_degradation(config)
+    kind, prior = fit_prior(config, D, get_dataset(config).train)
+    xT = prior.sample(list(range(6)), dtype=torch.float64)
+    spread = (xT - xT.mean(dim=(2, 3), keepdim=True)).abs().amax().item()
+    assert kind == "gmm" and D.full and spread < 0.01 < xT.mean(dim=(1, 2, 3)).std().item()
+    assert run.main(["--workdir", wd, "--mode", "sample", "--config.sampling.sampler=cold"]) == 0
+
+
 @pytest.mark.slow
 def test_cold_resume_and_batch_invariant_samples(tmp_path):
     wd = str(tmp_path / "cold")
