@@ -17,8 +17,8 @@ Measured, each with its standard error:
    Algorithms 2 and 1 from x_T ~ `cold.prior` (a 10-component mixture fitted to D(train, T) plus noise
    0.002; the mask's fixed x_T plus noise);
 2. diversity: distinct samples (quantised to the data's levels) out of n, and the mean RMSE between
-   disjoint sample pairs (the floor row gives the data's own); the blur prior's noise ablation; the
-   fully blurred variant `blur_full` (sigma_max = inf: x_T is the per-image mean plus noise);
+   disjoint sample pairs (the floor row gives the data's own); the fully blurred variant `blur_full`
+   (sigma_max = inf: x_T is the per-image mean plus noise) and its prior-noise ablation (digits);
 3. restoration: RMSE to x0 of test images restored from D(x0, t), direct R / Algorithm 1 / 2;
 4. wall time per sample, hot (DDIM) against cold (Algorithm 2) at equal steps, alternating.
 
@@ -78,7 +78,7 @@ def cold_cell(D, R, prior, seeds, steps, alg):
 def evaluate_all(study, a, path):
     import sde_lib
     import solvers
-    from evaluation import FeatureSettings, SampleEvaluator, dataset_labels, get_feature_extractor, quantise
+    from evaluation import FeatureSettings, SampleEvaluator, get_feature_extractor, quantise
     from models import get_restore_fn, get_score_fn
     from runner.cold import fit_prior
     from runner.compare import gaussian_sampler
@@ -92,7 +92,7 @@ def evaluate_all(study, a, path):
     n = min(a.num_samples, ds.test.shape[0], ds.train.shape[0])
     dims = tuple(ds.train.shape[1:])
     fit_set = ds.train[:study.prior_fit] if study.prior_fit else ds.train
-    extractor = get_feature_extractor(ds, dataset_labels(config, ds), "", FeatureSettings(epochs=study.feature_epochs))
+    extractor = get_feature_extractor(ds, ds.labels, "", FeatureSettings(epochs=study.feature_epochs))
     evaluator = SampleEvaluator(ds.test[:n], extractor, ds.num_levels, seed=3)
     sde = sde_lib.get_sde(config)
     score_fn = get_score_fn(sde, runs["hot"][1])
@@ -128,9 +128,7 @@ def evaluate_all(study, a, path):
         for name, (cfg, D, R, kind, prior) in cold.items():
             for alg in ("improved", "naive"):
                 cells.append((f"{name} {alg}", cold_cell(D, R, prior, seeds, a.steps, alg)))
-        for name in ("blur", "blur_full"):
-            if name not in cold or not study.ablations:
-                continue
+        for name in study.ablations:
             cfg, D, R, kind, prior = cold[name]
             for noise in NOISES:
                 if noise != prior.noise:
@@ -273,7 +271,7 @@ def main(study_name, argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--num-samples", type=int, default=study.num_samples)
-    p.add_argument("--timing-repeats", type=int, default=5)
+    p.add_argument("--timing-repeats", type=int, default=3)
     p.add_argument("--out", default="")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)

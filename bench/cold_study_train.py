@@ -31,7 +31,7 @@ class Study:
     num_samples: int            # per sample set (and test images for restoration)
     prior_fit: int              # training images the priors' mixtures are fitted to (0: all)
     feature_epochs: int         # the feature classifier's epochs (cached per setting)
-    ablations: bool = True      # the prior-noise rows of blur and blur_full
+    ablations: tuple = ("blur_full",)   # models whose prior noise is varied (NOISES)
 
 
 STUDIES = {
@@ -42,7 +42,7 @@ STUDIES = {
     "fashion_mnist": Study("cold_fashion_mnist", ("data.dataset=fashion_mnist", "data.image_size=28",
                                                   "model.ch_mult=(1, 2, 2)", "model.attn_resolutions=(7,)"),
                            ("hot", "blur", "blur_full"), ref_steps=150, num_samples=200, prior_fit=2000,
-                           feature_epochs=2, ablations=False),
+                           feature_epochs=2, ablations=()),
 }
 
 
