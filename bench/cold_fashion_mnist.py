@@ -2,7 +2,7 @@
 2022); the study is `bench/cold_study.py` (settings: `STUDIES["fashion_mnist"]` in `bench/cold_study_train.py`).
 
     python bench/cold_fashion_mnist.py --part cost    # seconds per step of each model, alternating -> steps
-    python bench/cold_fashion_mnist.py --part train   # runs/cold_fashion_mnist/{hot,blur,blur_full}
+    python bench/cold_fashion_mnist.py --part train   # runs/cold_fashion_mnist/{hot,blur}
     python bench/cold_fashion_mnist.py --part eval    # bench/results/cold_fashion_mnist.json, .md, *_grids.png, *_samples.png
 """
 import os
