@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -235,6 +236,10 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
     elif world_size > 1 and distributed.current().enabled:
         from torch.nn.parallel import DistributedDataParallel
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # torch's reducer warns when a gradient's strides differ from its bucket's; for the 1x1
+        # convolutions' weights [C, C', 1, 1] they differ only on the size-1 dimensions (e.g. [16, 1, 16, 16]
+        # against [16, 1, 1, 1]), the same memory layout: a false alarm, printed by every rank
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     if tcfg.compile:
         train_model = torch.compile(train_model)
     if precision != "fp32":
