@@ -11,12 +11,13 @@ step of `metrics.jsonl`, so imports, data loading and the first step's warm-up a
 the wall time of the whole command is recorded too.
 
 Settings (each its own `run.py` process):
-- `default`: the config's `training.num_threads` (what a newcomer gets);
+- `default`: the config's `training.num_threads` (what a newcomer gets; -1, auto: the CPUs idle
+  at start, measured over 0.2 s);
+- `<n> threads`: every CPU this process may use (the default before auto);
 - `1 thread`: `--config.training.num_threads=1`;
-- `cores/2`: half the CPUs this process may use (the same as 1 thread on a 2-core machine:
-  then it is listed once and marked);
-- `passive`: the default thread count with `OMP_WAIT_POLICY=PASSIVE` in the environment
-  (OpenMP workers sleep at barriers instead of spinning).
+- `cores/2`: half the CPUs (the same as 1 thread on a 2-core machine: then it is not listed);
+- `passive`: every CPU with `OMP_WAIT_POLICY=PASSIVE` in the environment (OpenMP workers sleep
+  at barriers instead of spinning).
 
 Conditions: `quiet` (nothing else started by this script), and beside one busy process:
 `spin` (one pure-Python busy loop, one core) and `twin` (a second identical training run
@@ -54,11 +55,11 @@ def default_threads() -> int:
 
 def settings():
     """[(name, threads or None for the config's default, extra env)]."""
-    half = max(1, cpus() // 2)
-    out = [("default", None, {}), ("1 thread", 1, {})]
+    half, n = max(1, cpus() // 2), cpus()
+    out = [("default", None, {}), (f"{n} threads", n, {}), ("1 thread", 1, {})]
     if half != 1:
         out.append((f"cores/2 ({half})", half, {}))
-    out.append(("passive", None, {"OMP_WAIT_POLICY": "PASSIVE"}))
+    out.append(("passive", n, {"OMP_WAIT_POLICY": "PASSIVE"}))
     return out
 
 

@@ -172,8 +172,11 @@ def validate_model(config) -> None:
 
 def validate_training(config) -> None:
     t = "training"
-    for name in ("n_iters", "warmup", "sample_freq", "eval_freq", "num_threads"):
+    for name in ("n_iters", "warmup", "sample_freq", "eval_freq"):
         int_at_least(config, f"{t}.{name}", 0)
+    v = config.training.num_threads
+    if not _is_int(v) or v < -1:
+        raise ConfigError(f"{t}.num_threads", v, "an int >= 1, 0 (torch's default) or -1 (auto: the CPUs idle at start)")
     for name in ("batch_size", "snapshot_freq", "log_freq", "keep", "sample_num", "eval_num_samples"):
         int_at_least(config, f"{t}.{name}", 1)
     number(config, f"{t}.lr", 0.0, lo_open=True)

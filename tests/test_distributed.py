@@ -168,3 +168,33 @@ def test_threads_are_capped_at_the_cpu_share_under_torchrun(monkeypatch):
     assert threads == 1 and "lowered to 1 per process" in note and f"{2 * cpus} processes" in note
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert thread_share(1) == (1, "")
+
+
+def test_auto_threads_take_the_idle_cpus(monkeypatch):
+    """num_threads=-1: idle CPUs from two /proc/stat readings (idle+iowait over all jiffies, times the
+    CPU count), rounded, kept within [1, cpus]; beside one busy core of two it gives 1 thread."""
+    import training.distributed as d
+    readings = iter([(100, 400, 2), (150, 500, 2)])      # 50 idle of 100 jiffies on 2 CPUs: 1.0 idle
+    monkeypatch.setattr(d, "_cpu_times", lambda: next(readings))
+    monkeypatch.setattr(d.time, "sleep", lambda s: None)
+    assert d.idle_cpus() == pytest.approx(1.0)
+    assert [d.auto_threads(2, v) for v in (0.0, 0.4, 1.0, 1.4, 1.6, 2.0, 7.0)] == [1, 1, 1, 1, 2, 2, 2]
+    assert d.auto_threads(4, None) == 4                  # no /proc/stat: every CPU, as torch would
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(d, "idle_cpus", lambda window=0.2: 0.3)
+    threads, note = d.thread_share(-1)
+    assert threads == 1 and (note == "" if cpus == 1 else "0.3 of" in note and "auto" in note)
+    monkeypatch.setattr(d, "idle_cpus", lambda window=0.2: float(cpus))
+    assert d.thread_share(-1) == (cpus, "")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")                 # under torchrun: each rank its share
+    assert d.thread_share(-1) == (max(1, cpus // 2), "")
+
+
+def test_cpu_times_reads_this_machines_proc_stat():
+    import training.distributed as d
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat on this system (auto threads use every CPU there)")
+    idle, total, ncpu = d._cpu_times()
+    assert 0 <= idle <= total and ncpu >= 1
+    assert 0.0 <= d.idle_cpus(0.05) <= ncpu + 1e-9
