@@ -16,13 +16,12 @@ own seed (per-sample seeds in sampling).
 from __future__ import annotations
 
 import os
-import re
-import time
 from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
 from configs.errors import InputError
+from .threads import auto_threads, cpu_count, idle_cpus
 
 
 @dataclass
@@ -54,43 +53,10 @@ def env_world() -> DistInfo:
     return DistInfo(rank, world, local)
 
 
-def _cpu_times() -> Optional[tuple]:
-    """(idle, total, CPU count) of /proc/stat: idle + iowait and user..steal jiffies summed over all
-    CPUs; None where there is no /proc/stat (not Linux)."""
-    try:
-        with open("/proc/stat") as f:
-            lines = f.read().splitlines()
-        fields = [int(v) for v in lines[0].split()[1:]]
-    except (OSError, ValueError, IndexError):
-        return None
-    ncpu = sum(1 for line in lines if re.match(r"cpu\d+ ", line))
-    return fields[3] + fields[4], sum(fields[:8]), ncpu
-
-
-def idle_cpus(window: float = 0.2) -> Optional[float]:
-    """How many CPUs were idle over the next `window` seconds (all CPUs of /proc/stat), or None
-    where /proc/stat does not exist."""
-    a = _cpu_times()
-    if a is None:
-        return None
-    time.sleep(window)
-    b = _cpu_times()
-    total = b[1] - a[1]
-    return b[2] * (b[0] - a[0]) / total if total > 0 else float(b[2])
-
-
-def auto_threads(cpus: int, idle: Optional[float]) -> int:
-    """`training.num_threads=-1`: the idle CPUs rounded, between 1 and this process's `cpus`
-    (all of them where idleness cannot be measured)."""
-    if idle is None:
-        return cpus
-    return int(min(cpus, max(1, round(idle))))
-
-
 def thread_share(requested: int) -> tuple:
     """(threads, note) for this process. `requested` = -1 (auto): the CPUs idle at start
-    (`idle_cpus`, `auto_threads`), so a run started beside a busy process does not spin threads
-    against it (measured here: 2 threads beside other jobs trained at a fraction of 1 thread's
+    (`training.threads`; the training loop then follows the load), so a run started beside a busy
+    process does not spin threads against it (measured here: 2 threads beside other jobs trained at a fraction of 1 thread's
     rate, docs/bench/demo.md). Under torchrun every request is capped at this process's share of
     the node's CPUs (LOCAL_WORLD_SIZE), since oversubscribed intra-op threads spin against each
     other (two 2-thread processes on 2 cores trained 100x slower than two 1-thread ones). `note`
@@ -99,7 +65,7 @@ def thread_share(requested: int) -> tuple:
         local_world = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
         local_world = 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = cpu_count()
     share = max(1, cpus // local_world)
     if requested == -1:
         if local_world > 1:         # the ranks share the node: each takes its share, no measurement
