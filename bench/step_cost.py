@@ -30,14 +30,16 @@ __all__ = ["alternating_costs", "train_step_costs", "equal_time_steps", "summari
 
 
 def summarise(values) -> dict:
-    """median, quartiles, min, max, relative spread (IQR / median) and the raw values of seconds per step."""
-    v = sorted(float(x) for x in values)
+    """median, quartiles, min, max, relative spread (IQR / median) and the raw values of seconds per step
+    (in round order, so that models can be paired round by round)."""
+    raw = [float(x) for x in values]
+    v = sorted(raw)
     if not v:
         raise ValueError("no measurements to summarise")
     med = statistics.median(v)
     q = statistics.quantiles(v, n=4, method="inclusive") if len(v) > 1 else [v[0]] * 3
     return {"median": med, "q25": q[0], "q75": q[2], "min": v[0], "max": v[-1],
-            "spread": (q[2] - q[0]) / med if med > 0 else float("nan"), "n": len(v), "values": v}
+            "spread": (q[2] - q[0]) / med if med > 0 else float("nan"), "n": len(v), "values": raw}
 
 
 def alternating_costs(chunks: Mapping[str, Callable[[], object]], repeats: int = 5,

@@ -33,6 +33,7 @@ def test_alternating_costs_medians_rotation_and_budget():
     assert order == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]      # round r starts at model r mod 2
     assert costs["a"]["median"] == pytest.approx(0.2) and costs["b"]["median"] == pytest.approx(0.5)
     assert costs["a"]["max"] == pytest.approx(2.0) and costs["a"]["n"] == 5      # the disturbed round is kept, not the median
+    assert costs["a"]["values"][2] == pytest.approx(2.0)                          # in round order (pairs by round)
     steps = equal_time_steps(costs, budget_seconds=100.0)
     assert steps == {"a": 500, "b": 200}
 
