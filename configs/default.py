@@ -22,7 +22,7 @@ def get_default_config() -> ml_collections.ConfigDict:
 
     config.data = data = ml_collections.ConfigDict()
     data.dataset = "digits"      # any name of training.data.DATASETS: moons | 8gaussians | checkerboard
-    #                              | swissroll | mixture | digits | fashion_mnist | folder | array
+    #                              | swissroll | mixture | digits | fashion_mnist | sample_patches | folder | array
     data.image_size = 8          # images: square size and channels (must match the data)
     data.num_channels = 1
     data.dim = 2                 # vector data: dimension
@@ -36,6 +36,9 @@ def get_default_config() -> ml_collections.ConfigDict:
     data.num_train = 20000       # toy sets and mixtures
     data.num_test = 5000
     data.noise = config_dict.placeholder(float)   # toy-set noise (None: the set's default)
+    # Latent runs (docs/guide/latent.md): an autoencoder run directory (--mode train_autoencoder); the
+    # score model then trains on its scaled latents and image_size / num_channels are the latent shape.
+    data.autoencoder = ""
     data.mixture = ml_collections.ConfigDict(dict(
         weights=(0.5, 0.5), means=((-2.0, 0.0), (2.0, 0.0)), stds=(0.5, 0.5)))
 
@@ -117,6 +120,15 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.eval_num_samples = 512
     training.sample_freq = 0     # sample grid of the EMA model every N steps (0: off)
     training.sample_num = 64
+
+    # `--mode train_autoencoder` (models/autoencoder.py): a KL autoencoder of config.data, trained with
+    # config.training's loop settings; loss -log p(x|z) (discretised Gaussian on the data's levels)
+    # + beta * KL(q(z|x) || N(0, I)), both per dimension of x.
+    config.autoencoder = autoencoder = ml_collections.ConfigDict()
+    autoencoder.f = 2            # downsampling factor: 1 (no compression, the control) | 2 | 4
+    autoencoder.latent_channels = 4
+    autoencoder.nf = 32
+    autoencoder.beta = 1e-3      # KL weight
 
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.sampler = "pc"      # any name of solvers.SAMPLERS

@@ -27,6 +27,7 @@ import sde_lib
 import solvers
 from solvers.cold import ALGORITHMS as COLD_ALGORITHMS
 from evaluation.metrics import METRICS
+from models.autoencoder import FACTORS as AUTOENCODER_FACTORS
 from models.convert import FORMATS as CHECKPOINT_FORMATS
 from models.layers import FOURIER_PRODUCTS
 from models.parameterization import DATA_RANGES, LABELS, PREDICTIONS, data_range_of
@@ -121,6 +122,16 @@ def validate_data(config) -> None:
     number(config, "data.test_fraction", 0.0, 1.0, lo_open=True, hi_open=True)
     for name in ("num_train", "num_test", "image_size", "num_channels", "dim"):
         int_at_least(config, f"data.{name}", 1)
+    if not isinstance(d.get("autoencoder", ""), str):
+        raise ConfigError("data.autoencoder", d.autoencoder, "'' or an autoencoder run directory")
+
+
+def validate_autoencoder(config) -> None:
+    """`autoencoder`: downsampling factor, latent channels, width, KL weight."""
+    one_of(config, "autoencoder.f", AUTOENCODER_FACTORS)
+    int_at_least(config, "autoencoder.latent_channels", 1)
+    int_at_least(config, "autoencoder.nf", 8)
+    number(config, "autoencoder.beta", 0.0)
 
 
 def validate_sde(config) -> None:
@@ -355,7 +366,7 @@ def validate_pretrained(config) -> None:
 
 SECTIONS = (validate_run, validate_plugins, validate_data, validate_sde, validate_model, validate_training,
             validate_sampling, validate_eval, validate_compare, validate_classifier, validate_inpaint,
-            validate_pretrained, validate_cold)
+            validate_pretrained, validate_cold, validate_autoencoder)
 
 
 def validate_config(config) -> None:

@@ -147,6 +147,8 @@ def next_command(mode: str, workdir: str) -> str:
         "inpaint": f"{run} --mode inpaint --config.inpaint.mask=random   (masks: left_half, right_half, top_half, "
                    f"bottom_half, box, random)",
         "colorize": f"{run} --mode sample   (unconditional samples of the same model)",
+        "train_autoencoder": f"python run.py --config <a configs/*_latent_*.py> --workdir <new dir> --mode train "
+                             f"--config.data.autoencoder={workdir}   (a score model on its latents)",
         "import": f"{run} --mode sample --config.sampling.steps=100   (samples of the imported model); "
                   f"{run} --mode eval   (needs the test images, given at import as --config.data.path)",
     }
