@@ -272,7 +272,8 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     res = json.load(open(a.out)) if os.path.exists(a.out) else {}
     res["data"] = "digits (8x8, 17 levels); Fashion-MNIST did not fit the 30-minute single-thread study budget"
-    res["command"] = "python bench/latent_vs_pixel.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python bench/latent_vs_pixel.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    res["commands"] = res.get("commands", []) + [command]
     for part, fn in (("beta", part_beta), ("cost", part_cost), ("train", part_train), ("eval", part_eval)):
         if a.part in (part, "all"):
             fn(a, res)

@@ -63,6 +63,20 @@ def test_latent_run_trains_samples_and_evals_on_latents(ae_run, tmp_path, capsys
     assert rep["posterior_samples"] == 2 and rep["num_examples"] == 4
     total = t["rec"]["bits_per_dim"] + t["log_q"]["bits_per_dim"] + t["neg_log_pz"]["bits_per_dim"]
     assert math_close(rep["bits_per_dim"], total) and rep["scale"] == saved["scale"]
+    # the saved scale is the run's: a changed one that is 0 or not finite is refused before any work
+    for bad in (0.0, float("nan")):
+        json.dump(dict(saved, scale=bad), open(os.path.join(wd, "latent.json"), "w"))
+        capsys.readouterr()
+        assert run.main(["--workdir", wd, "--mode", "sample"] + TINY_SCORE[:2]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and re.search(r"error: latent scale factor .* must be a finite number > 0", err)
+
+
+@pytest.mark.slow
+def test_latent_compare_and_inpaint(ae_run, tmp_path):
+    wd = str(tmp_path / "lat")
+    assert run.main(["--config", LATENT, "--workdir", wd, f"--config.data.autoencoder={ae_run}", "--mode", "train"]
+                    + TINY_SCORE) == 0
     # compare and inpaint on latents: decoded samples judged in the pixel feature space; observed pixels kept
     assert run.main(["--workdir", wd, "--mode", "compare", "--config.compare.samplers=ddim", "--config.compare.nfe=(3,)",
                      "--config.compare.seeds=(0, 1)", "--config.compare.num_samples=20", "--config.compare.feature_epochs=1",
@@ -74,13 +88,6 @@ def test_latent_run_trains_samples_and_evals_on_latents(ae_run, tmp_path, capsys
                      "--config.inpaint.sampler=ddim"] + TINY_SCORE[:2]) == 0
     rep = json.load(open(latest(wd, "inpaint", "inpaint.json")))
     assert rep["known_exact"] and rep["num_images"] == 3 and rep["options"]["latent_mask_observed"] == 8
-    # the saved scale is the run's: a changed one that is 0 or not finite is refused before any work
-    for bad in (0.0, float("nan")):
-        json.dump(dict(saved, scale=bad), open(os.path.join(wd, "latent.json"), "w"))
-        capsys.readouterr()
-        assert run.main(["--workdir", wd, "--mode", "sample"] + TINY_SCORE[:2]) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and re.search(r"error: latent scale factor .* must be a finite number > 0", err)
 
 
 def math_close(a, b):
