@@ -69,7 +69,9 @@ class Autoencoder(nn.Module):
             dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(nf, nf, 3, padding=1), _ResBlock(nf)]
         dec += [_norm(nf), nn.SiLU(), nn.Conv2d(nf, num_channels, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
-        self.log_sigma = nn.Parameter(torch.full((num_channels,), math.log(2.0 / num_levels)))
+        # decoder sigma starts at one bin width 2/L, at least 0.1 (a start far below the decoder's error costs
+        # thousands of bits per dimension on 8-bit data)
+        self.log_sigma = nn.Parameter(torch.full((num_channels,), math.log(max(2.0 / num_levels, 0.1))))
 
     @property
     def latent_shape(self) -> Tuple[int, int, int]:

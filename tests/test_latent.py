@@ -129,3 +129,37 @@ def test_latent_bound_terms_match_the_linear_gaussian_closed_form():
     assert res.samples == 2 and res.per_example["bound"].shape == (n,)
     # in expectation the bound is at least the data's own entropy, 0.5 log2(2 pi e a2) bits per dimension
     assert res.value > 0.5 * math.log2(2 * math.pi * math.e * a2) - 4 * res.stderr
+
+
+def test_autoencoder_learns_the_colour_patches():
+    """At 3 channels on the embedded colour set: 40 Adam steps cut the held-out -log p(x|z) (bits/dim of the
+    8-bit patches) below 0.6 of its start, and the decoder's probabilities of the 256 levels sum to 1."""
+    from configs.default import get_default_config
+    from training.data import get_dataset
+    cfg = get_default_config()
+    cfg.data.dataset, cfg.data.image_size, cfg.data.num_channels = "sample_patches", 32, 3
+    ds = get_dataset(cfg)
+    torch.manual_seed(0)
+    ae = Autoencoder(32, 3, 256, f=4, latent_channels=4, nf=8)
+    opt = torch.optim.Adam(ae.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(1)
+    test = ds.test[:64]
+
+    def heldout():
+        with torch.no_grad():
+            return ae(test, torch.zeros(64, 4, 8, 8))[:, 0].mean().item() / math.log(2)
+
+    before = heldout()
+    for _ in range(40):
+        x = ds.train[torch.randint(0, ds.train.shape[0], (16,), generator=gen)]
+        loss = ae(x, torch.randn(16, 4, 8, 8, generator=gen)).sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = heldout()
+    assert 0 < after < 0.6 * before, (before, after)
+    with torch.no_grad():                      # the trained decoder's distribution of one pixel over the 256 levels
+        m = ae.decode(ae.encode(test[:1])[0])[0, :, 5, 7]
+        levels = (2 * torch.arange(256.0) + 1) / 256 - 1
+        p = discretized_gaussian_log_prob(levels[:, None], m[None], ae.log_sigma[None], 256).exp().sum(0)
+    torch.testing.assert_close(p, torch.ones(3), rtol=0, atol=1e-5)
