@@ -230,6 +230,73 @@ def part_eval(a, res):
         print(arm, json.dumps(out[arm]))
 
 
+def part_grids(a, res):
+    """bench/results/latent_vs_pixel_grids.png: rows test images, pixel, latent f=2, latent f=4 samples (16 each,
+    the eval part's sampler and steps, seeds of its first sample set)."""
+    import torch
+    import solvers
+    from runner import load_run
+    from runner.figures import save_image_grid
+    from runner.latent import latent_run_data
+    from training.data import get_dataset, model_to_uint8
+    from run import load_config
+    rows = [get_dataset(load_config(PIXEL_CONFIG)).test[:16]]
+    for arm in ("pixel", "latent_f2", "latent_f4"):
+        wd = res["train"][arm]["workdir"]
+        r = load_run(wd)
+        x, _ = solvers.sample(r.sde, r.score_fn, (16, *r.shape), sampler=a.sampler, steps=a.sampler_steps,
+                              seeds=[1_000_003 + i for i in range(16)], denoise=True)
+        rows.append(x if arm == "pixel" else latent_run_data(r.config, wd).codec.decode(x))
+    path = os.path.splitext(a.out)[0] + "_grids.png"
+    save_image_grid(model_to_uint8(torch.cat(rows)), path, cols=16)
+    print(path)
+
+
+def fmt(v, digits=3):
+    return "n/a" if v is None else f"{v['mean']:.{digits}f} ± {v['stderr']:.{digits}f}"
+
+
+def part_report(a, res):
+    """Markdown tables of the JSON (bench/results/latent_vs_pixel.md), pasted into docs/bench/latent-vs-pixel.md."""
+    lines = ["| beta | -log p(x\\|z) bits/dim | KL bits/dim | PSNR dB | latent std | scale |", "|---|---|---|---|---|---|"]
+    for k, r in res.get("beta", {}).items():
+        lines.append(f"| {r['beta']:g} | {fmt(r['rec_bpd'])} | {fmt(r['kl_bpd'])} | {fmt(r['psnr_db'], 2)} | "
+                     f"{r['latent_std']:.3f} | {r['scale']:.3f} |")
+    c = res.get("cost", {}).get("seconds_per_step", {})
+    lines += ["", "| model | s/step | steps | autoencoder s | compute s | wall s |", "|---|---|---|---|---|---|"]
+    for arm, r in res.get("train", {}).items():
+        if isinstance(r, dict) and "steps" in r:
+            lines.append(f"| {arm} | {r['seconds_per_step']:.4f} | {r['steps']} | {r['autoencoder_seconds']:.0f} | "
+                         f"{r['compute_seconds']:.0f} | {r['wall_seconds']:.0f} |")
+    lines.append(f"\nautoencoder s/step: f=2 {c.get('ae_f2', float('nan')):.4f}, f=4 {c.get('ae_f4', float('nan')):.4f}")
+    e = res.get("eval", {})
+    lines += ["", "| model | FD | KID | precision | recall | samples/s | bits/dim | per-pixel baseline |",
+              "|---|---|---|---|---|---|---|---|"]
+    for arm in ("floor", "gaussian", "pixel", "latent_f2", "latent_f4"):
+        if arm not in e:
+            continue
+        r = e[arm]
+        b = r.get("bits_per_dim", {})
+        bpd = f"{b['bits_per_dim']:.3f} ± {b['stderr']:.3f}" if b else "—"
+        pp = f"{b['baselines']['per_pixel']:.3f} ± {b['baselines_stderr']['per_pixel']:.3f}" if b else "—"
+        lines.append(f"| {arm} | {fmt(r['fd'])} | {fmt(r['kid'], 4)} | {fmt(r['precision'])} | {fmt(r['recall'])} | "
+                     f"{fmt(r.get('samples_per_second'), 0) if 'samples_per_second' in r else '—'} | {bpd} | {pp} |")
+    lines += ["", "| model | -log p(x\\|z) | log q(z\\|x) | -log p(z) | bound | scale | rFD | PSNR dB |",
+              "|---|---|---|---|---|---|---|---|"]
+    for arm in ("latent_f2", "latent_f4"):
+        if arm in e:
+            b, ae = e[arm]["bits_per_dim"], e[arm]["autoencoder"]
+            t = b["terms"]
+            lines.append(f"| {arm} | " + " | ".join(f"{t[k]['bits_per_dim']:.3f} ± {t[k]['stderr']:.3f}"
+                                                    for k in ("rec", "log_q", "neg_log_pz"))
+                         + f" | {b['bits_per_dim']:.3f} ± {b['stderr']:.3f} | {b['scale']:.3f} | "
+                           f"{ae.get('reconstruction_fd', float('nan')):.3f} | {fmt(ae['psnr_db'], 2)} |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.splitext(a.out)[0] + ".md", "w") as f:
+        f.write(text)
+    print(text)
+
+
 def bits_per_dim(a, wd, arm):
     """--mode eval on the first --eval-n test images (pixel: ODE NLL, latent: the bound, 1 posterior draw)."""
     import glob
@@ -253,7 +320,7 @@ def save(a, res):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--part", default="all", choices=("beta", "cost", "train", "eval", "all"))
+    p.add_argument("--part", default="all", choices=("beta", "cost", "train", "eval", "report", "grids", "all"))
     p.add_argument("--workdir", default=os.path.join("runs", "latent_vs_pixel"))
     p.add_argument("--out", default=OUT)
     p.add_argument("--betas", type=lambda s: [float(v) for v in s.split(",")], default=[1e-4, 1e-3, 1e-2])
@@ -274,7 +341,8 @@ def main(argv=None):
     res["data"] = "digits (8x8, 17 levels); Fashion-MNIST did not fit the 30-minute single-thread study budget"
     command = "python bench/latent_vs_pixel.py " + " ".join(argv if argv is not None else sys.argv[1:])
     res["commands"] = res.get("commands", []) + [command]
-    for part, fn in (("beta", part_beta), ("cost", part_cost), ("train", part_train), ("eval", part_eval)):
+    for part, fn in (("beta", part_beta), ("cost", part_cost), ("train", part_train), ("eval", part_eval),
+                     ("report", part_report), ("grids", part_grids)):
         if a.part in (part, "all"):
             fn(a, res)
     save(a, res)

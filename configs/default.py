@@ -130,7 +130,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     autoencoder.nf = 32
     # KL weight. Digits, f = 2, 800 steps (bench/latent_vs_pixel.py --part beta): beta 1e-4 / 1e-3 / 1e-2 / 0.1
     # give test -log p(x|z) 0.888 / 0.887 / 0.892 / 0.947 and KL 3.92 / 3.83 / 3.14 / 1.99 bits/dim (SE <= 0.013):
-    # 0.1 halves the KL for 6% more reconstruction loss (docs/bench/latent-vs-pixel.md).
+    # 0.1 halves the KL for 7% more reconstruction loss (docs/bench/latent-vs-pixel.md).
     autoencoder.beta = 0.1
 
     config.sampling = sampling = ml_collections.ConfigDict()
