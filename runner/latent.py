@@ -114,7 +114,8 @@ def run_train_autoencoder(config, workdir, resume_from=None):
         if here.is_main:
             save_config(config, workdir)
             write_autoencoder_info(config, workdir, ds.num_levels)
-        state = train(config, workdir, dataset=ds, resume_from=resume_from, objective=objective)
+        state = train(config, workdir, dataset=ds, resume_from=resume_from, objective=objective,
+                      adapt_threads=config.training.num_threads == -1)
     finally:
         if here.is_main:
             lock.release()
