@@ -25,8 +25,9 @@ from training import train
 from training.checkpoint import find_checkpoint
 from training.data import get_dataset, model_to_levels
 from training.latent import (AutoencoderObjective, check_latent_shape, check_scale, latent_dataset,
-                             load_autoencoder, pixel_config, read_autoencoder_info, write_autoencoder_info)
-from training.workdir import WorkdirLock, temp_name
+                             load_autoencoder, pixel_config, read_autoencoder_info, write_autoencoder_info,
+                             write_json_atomic)
+from training.workdir import WorkdirLock
 
 from .common import batches, restored_score_fn, run_dir, setup
 from .figures import save_loss_plot
@@ -91,12 +92,7 @@ def save_latent_file(ds, workdir: str) -> str:
     info = {"scale": ds.codec.scale, "latent_std": ds.latent_std, "encoding": "posterior mean",
             "autoencoder": ds.autoencoder_checkpoint, "autoencoder_hash": ds.autoencoder_hash,
             "latent_shape": list(ds.codec.latent_shape)}
-    path = os.path.join(workdir, LATENT_FILE)
-    tmp = temp_name(workdir, LATENT_FILE)
-    with open(tmp, "w") as f:
-        json.dump(info, f, indent=2)
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(workdir, LATENT_FILE, info)
 
 
 def run_train_autoencoder(config, workdir, resume_from=None):

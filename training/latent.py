@@ -72,10 +72,15 @@ def write_autoencoder_info(config, workdir: str, num_levels: int) -> str:
             "num_levels": int(num_levels), "f": ae.f, "latent_channels": ae.latent_channels,
             "nf": int(config.autoencoder.nf), "beta": float(config.autoencoder.beta),
             "latent_shape": list(ae.latent_shape)}
-    path = os.path.join(workdir, AE_FILE)
-    tmp = temp_name(workdir, AE_FILE)
+    return write_json_atomic(workdir, AE_FILE, info)
+
+
+def write_json_atomic(directory: str, name: str, obj) -> str:
+    """`directory/name` as JSON, written to a temporary file and renamed into place; its path."""
+    path = os.path.join(directory, name)
+    tmp = temp_name(directory, name)
     with open(tmp, "w") as f:
-        json.dump(info, f, indent=2)
+        json.dump(obj, f, indent=2)
     os.replace(tmp, path)
     return path
 
