@@ -46,10 +46,9 @@ from training.classifier import restore_classifier  # noqa: E402
 from training.contrastive import restore_contrastive  # noqa: E402
 from training.data import get_dataset  # noqa: E402
 from training.levels import levels_to_model, model_to_levels  # noqa: E402
-from training.prompts import ATTRIBUTES, attribute_bins, prompt_spec  # noqa: E402
+from training.prompts import attribute_bins, prompt_spec  # noqa: E402
 
 OUT = os.path.join(ROOT, "bench", "results")
-JSON = os.path.join(OUT, "prompts_digits.json")
 #: (class, thickness bin, slant bin): seen ones (one per class) and held-out ones
 SEEN = [(0, 0, 1), (1, 2, 2), (2, 1, 0), (3, 2, 1), (4, 0, 1), (5, 1, 2), (6, 2, 0), (7, 0, 2), (8, 1, 1), (9, 0, 0)]
 HELD_OUT = [(7, 2, 1), (7, 2, 2), (3, 0, 1), (3, 0, 0), (4, 1, 2), (4, 0, 2)]
@@ -94,14 +93,21 @@ def main():
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--fresh", action="store_true", help="discard finished rows")
+    p.add_argument("--table", action="store_true", help="print the markdown tables of the saved JSON and stop")
+    p.add_argument("--out", default=OUT, help="results folder (default bench/results)")
     args = p.parse_args()
+    out = args.out
+    json_path = os.path.join(out, "prompts_digits.json")
+    if args.table:
+        print(tables(json.load(open(json_path))))
+        return
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    report = json.load(open(JSON)) if os.path.exists(JSON) and not args.fresh else {"results": []}
+    report = json.load(open(json_path)) if os.path.exists(json_path) and not args.fresh else {"results": []}
     done = {r["method"] for r in report["results"]}
 
     def save():
-        os.makedirs(OUT, exist_ok=True)
-        with open(JSON, "w") as f:
+        os.makedirs(out, exist_ok=True)
+        with open(json_path, "w") as f:
             json.dump(report, f, indent=1)
 
     run = load_run(args.prompts)
@@ -183,7 +189,10 @@ def main():
                                ("class-conditional, same seeds", models.get_score_fn(sde, cond.model, y=y))):
             x, nfe, sec = draw(score_fn, y.numel(), seed0=1000)
             got = attribute_bins(x, "digits", spec.attributes)
-            r = {"method": name, "all": scores(x, y, got, group, judge_fn, spec, fx.features, ref_feats)}
+            m = scores(x, y, got, group, judge_fn, spec, fx.features, ref_feats)
+            for key in [k for k in m if k.endswith("_accuracy") and k != "class_accuracy"]:
+                m.pop(key)            # no attributes in a one-token prompt
+            r = {"method": name, "all": m}
             report["results"].append(r)
             grids[(name, "all")] = x
         report["onetoken_run"] = one.checkpoint
@@ -191,8 +200,38 @@ def main():
     if "cost" not in report:
         report["cost"] = cost(run.model, cond.model, sde, ds.shape)
         save()
-    figures(report, grids)
+    figures(report, grids, out)
     print(json.dumps(report["cost"]))
+
+
+def _f(v, digits=3):
+    return "-" if v is None else f"{v[0]:.{digits}f} ± {v[1]:.{digits}f}" if v[1] is not None else f"{v[0]:.{digits}f}"
+
+
+def tables(report):
+    """The docs' tables (docs/bench/prompts-digits.md) from the saved JSON."""
+    head = ("| method | split | class acc. | thickness acc. | slant acc. | all three | diversity | FD | s |\n"
+            "|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in report["results"]:
+        for split in ("seen", "held_out", "all"):
+            if split in r:
+                m = r[split]
+                lines.append(f"| {r['method']} | {split} | {_f(m['class_accuracy'])} | {_f(m.get('thickness_accuracy'))} | "
+                             f"{_f(m.get('slant_accuracy'))} | {_f(m.get('all_accuracy'))} | {_f(m['diversity'], 2)} | "
+                             f"{_f(m['fd'], 2)} | {m.get('seconds', '-')} |")
+        if "fd_train_vs_test" in r:
+            lines.append(f"| {r['method']} | test | {_f(r['class_accuracy'])} | 1 (by definition) | 1 | - | - | "
+                         f"{r['fd_train_vs_test']:.2f} (train vs test) | - |")
+    c = report.get("cost")
+    if c:
+        lines += ["", "| net | parameters | seconds per score call (batch 64) |", "|---|---|---|",
+                  f"| prompt net (text encoder {c['params_text_encoder']:,}) | {c['params_prompt_net']:,} | "
+                  f"{_f(c['seconds_prompt_net'], 4)} |",
+                  f"| class-conditional | {c['params_class_conditional']:,} | {_f(c['seconds_class_conditional'], 4)} |",
+                  f"| ratio (alternate calls, {c['reps']} pairs) | {c['params_prompt_net'] / c['params_class_conditional']:.2f} | "
+                  f"{_f(c['time_ratio'], 2)} |"]
+    return "\n".join(lines)
 
 
 def cost(prompt_net, cond_net, sde, shape, B=64, reps=30):
@@ -216,7 +255,7 @@ def cost(prompt_net, cond_net, sde, shape, B=64, reps=30):
             "seconds_class_conditional": mean_se(tb), "time_ratio": mean_se(ratio)}
 
 
-def figures(report, grids):
+def figures(report, grids, out):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -233,7 +272,7 @@ def figures(report, grids):
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(OUT, "prompts_digits.png"), dpi=110)
+    fig.savefig(os.path.join(out, "prompts_digits.png"), dpi=110)
     if grids:
         keys = list(grids)
         fig, axes = plt.subplots(1, len(keys), figsize=(2.2 * len(keys), 3))
@@ -249,7 +288,7 @@ def figures(report, grids):
             ax.set_title(f"{key[0]}\n{key[1]}", fontsize=6)
             ax.axis("off")
         fig.tight_layout()
-        fig.savefig(os.path.join(OUT, "prompts_digits_grids.png"), dpi=110)
+        fig.savefig(os.path.join(out, "prompts_digits_grids.png"), dpi=110)
 
 
 if __name__ == "__main__":

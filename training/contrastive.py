@@ -19,6 +19,7 @@ import math
 import os
 from typing import Callable, Optional
 
+import ml_collections
 import torch
 import torch.nn.functional as F
 
@@ -74,9 +75,11 @@ def contrastive_dir(config, workdir: str) -> str:
     return os.path.join(workdir, config.contrastive.dir)
 
 
-def new_contrastive(config, spec):
-    torch.manual_seed(config.contrastive.seed)
-    return build_contrastive(config.contrastive, config.data, len(spec.vocab), spec.max_len)
+def new_contrastive(config, spec, block=None):
+    """A fresh model of `block` (default config.contrastive), seeded by its seed."""
+    block = block if block is not None else config.contrastive
+    torch.manual_seed(block.seed)
+    return build_contrastive(block, config.data, len(spec.vocab), spec.max_len)
 
 
 def restore_contrastive(config, workdir: str):
@@ -86,9 +89,12 @@ def restore_contrastive(config, workdir: str):
     ckpt = latest_checkpoint(d)
     if ckpt is None:
         raise InputError(f"no contrastive model checkpoint in {d!r}; run --mode train_contrastive first")
-    net = new_contrastive(config, spec)
+    saved = load_checkpoint(ckpt)
+    # the settings it was trained with (saved beside the weights; older checkpoints: config.contrastive)
+    block = ml_collections.ConfigDict(saved["config"]) if "config" in saved else None
+    net = new_contrastive(config, spec, block)
     try:
-        net.load_state_dict(load_checkpoint(ckpt)["model"])
+        net.load_state_dict(saved["model"])
     except RuntimeError as e:
         raise InputError(f"contrastive checkpoint {ckpt!r} does not fit config.contrastive: "
                          f"{str(e).splitlines()[0]}") from None
@@ -129,7 +135,8 @@ def train_contrastive(config, workdir: str, progress: bool = False):
         return dataset.train[idx], stream(idx, gen)
     losses = fit_contrastive(net, sde, batch, c.n_iters, c.lr, c.seed + 3, progress)
     out_dir = contrastive_dir(config, workdir)
-    ckpt = save_checkpoint(os.path.join(out_dir, "checkpoints"), {"step": c.n_iters, "model": net.state_dict()},
+    ckpt = save_checkpoint(os.path.join(out_dir, "checkpoints"), {"step": c.n_iters, "model": net.state_dict(),
+                                                                      "config": c.to_dict()},
                            c.n_iters, 1)
     spec.save(os.path.join(out_dir, "vocab.json"))
     acc = {str(t): retrieval_accuracy(net, sde, spec, full.test, full.test_labels, t, c.seed + 4)
