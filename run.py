@@ -135,7 +135,7 @@ def main(argv=None) -> int:
         check_prompt(config, args.workdir, args.mode)   # prompts: unknown words, before any work
         if args.mode in ("sample", "eval", "compare"):
             find_checkpoint(os.path.join(args.workdir, "checkpoints"), args.checkpoint)
-        if config.training.num_threads > 0:
+        if config.training.num_threads != 0:
             threads, note = distributed.thread_share(config.training.num_threads)
             if note and distributed.env_world().rank == 0:
                 print(note)

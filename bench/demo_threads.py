@@ -11,16 +11,19 @@ step of `metrics.jsonl`, so imports, data loading and the first step's warm-up a
 the wall time of the whole command is recorded too.
 
 Settings (each its own `run.py` process):
-- `default`: the config's `training.num_threads` (what a newcomer gets);
+- `default`: the config's `training.num_threads` (what a newcomer gets; -1, auto: the CPUs idle
+  at start, measured over 0.2 s);
+- `<n> threads`: every CPU this process may use (the default before auto);
 - `1 thread`: `--config.training.num_threads=1`;
-- `cores/2`: half the CPUs this process may use (the same as 1 thread on a 2-core machine:
-  then it is listed once and marked);
-- `passive`: the default thread count with `OMP_WAIT_POLICY=PASSIVE` in the environment
-  (OpenMP workers sleep at barriers instead of spinning).
+- `cores/2`: half the CPUs (the same as 1 thread on a 2-core machine: then it is not listed);
+- `passive`: every CPU with `OMP_WAIT_POLICY=PASSIVE` in the environment (OpenMP workers sleep
+  at barriers instead of spinning).
 
 Conditions: `quiet` (nothing else started by this script), and beside one busy process:
-`spin` (one pure-Python busy loop, one core) and `twin` (a second identical training run
-started with the same setting, the case of two researchers' runs on one machine).
+`spin` (one pure-Python busy loop, one core), `twin` (a second identical training run
+started with the same setting, the case of two researchers' runs on one machine), both started
+3 s before the timed run, and `late` (the busy loop started 12 s after the timed run, once it
+trains: what auto's start-up measurement cannot see, and its in-training governor must).
 
 The machine's load average (1-minute) before each run and the CPU count go into the JSON
 (`bench/results/demo_threads.json`), because a measurement on a machine that other jobs use
@@ -39,6 +42,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LATE = 12.0     # seconds after the timed run starts that the late competitor starts
 SPIN = "import time\nt = time.time()\nwhile True:\n    t += 1\n"
 
 
@@ -54,11 +58,11 @@ def default_threads() -> int:
 
 def settings():
     """[(name, threads or None for the config's default, extra env)]."""
-    half = max(1, cpus() // 2)
-    out = [("default", None, {}), ("1 thread", 1, {})]
+    half, n = max(1, cpus() // 2), cpus()
+    out = [("default", None, {}), (f"{n} threads", n, {}), ("1 thread", 1, {})]
     if half != 1:
         out.append((f"cores/2 ({half})", half, {}))
-    out.append(("passive", None, {"OMP_WAIT_POLICY": "PASSIVE"}))
+    out.append(("passive", n, {"OMP_WAIT_POLICY": "PASSIVE"}))
     return out
 
 
@@ -100,8 +104,16 @@ def run_once(tmp: str, steps: int, threads, extra_env: dict, condition: str) -> 
         if other is not None:
             time.sleep(3.0)            # let the competitor get going (imports) before timing
         t0 = time.perf_counter()
-        proc = subprocess.run(train_cmd(wd, steps, threads), cwd=ROOT, env=env_for(extra_env),
-                              capture_output=True, text=True)
+        if condition == "late":        # the competitor starts after the run, once it is training
+            run = subprocess.Popen(train_cmd(wd, steps, threads), cwd=ROOT, env=env_for(extra_env),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(LATE)
+            other = subprocess.Popen([sys.executable, "-c", SPIN])
+            out, err = run.communicate()
+            proc = subprocess.CompletedProcess(run.args, run.returncode, out, err)
+        else:
+            proc = subprocess.run(train_cmd(wd, steps, threads), cwd=ROOT, env=env_for(extra_env),
+                                  capture_output=True, text=True)
         wall = time.perf_counter() - t0
     finally:
         if other is not None:
@@ -116,13 +128,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=300, help="training steps per run (the demo trains 1,700)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--conditions", default="quiet,spin,twin")
+    p.add_argument("--conditions", default="quiet,spin,twin,late")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "demo_threads.json"))
     a = p.parse_args(argv)
     conditions = [c.strip() for c in a.conditions.split(",") if c.strip()]
     for c in conditions:
-        if c not in ("quiet", "spin", "twin"):
-            raise SystemExit(f"error: unknown condition {c!r}; expected quiet, spin or twin")
+        if c not in ("quiet", "spin", "twin", "late"):
+            raise SystemExit(f"error: unknown condition {c!r}; expected quiet, spin, twin or late")
     tmp = tempfile.mkdtemp(prefix="demo_threads-")
     rows = []
     try:

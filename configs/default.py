@@ -111,7 +111,10 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.snapshot_freq = 500
     training.keep = 3
     training.log_freq = 50
-    training.num_threads = 2     # torch.set_num_threads in run.py (0: leave torch's default)
+    # torch.set_num_threads in run.py. -1 (auto): the CPUs idle when the run starts, measured over
+    # 0.2 s (/proc/stat), at least 1: all cores on a quiet machine, fewer beside busy processes, where
+    # spinning OpenMP threads collapse (docs/bench/demo.md). 0: torch's default; N: N threads.
+    training.num_threads = -1
     training.progress = True
     training.label_dropout = 0.0  # class-conditional nets: P(label -> null label), for classifier-free guidance
     # device, precision, monitoring: see training/device.py, training/monitor.py

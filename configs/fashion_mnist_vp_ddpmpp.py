@@ -20,7 +20,6 @@ def get_config():
     config.training.warmup = 1000
     config.training.n_iters = 50000
     config.training.snapshot_freq = 2000
-    config.training.num_threads = 0
     config.eval.batch_size = 100
     config.eval.num_samples = 1000
     return config

@@ -34,6 +34,7 @@ from models.unet import UNET_CHOICES
 from training.data import DATASETS, declared_levels
 from training.device import PRECISIONS, check_device_name
 
+from .default import get_default_config
 from .errors import ConfigError, InputError
 from .schema_prompts import validate_contrastive, validate_prompt_guidance, validate_prompt_model, validate_prompts
 
@@ -173,8 +174,11 @@ def validate_model(config) -> None:
 
 def validate_training(config) -> None:
     t = "training"
-    for name in ("n_iters", "warmup", "sample_freq", "eval_freq", "num_threads"):
+    for name in ("n_iters", "warmup", "sample_freq", "eval_freq"):
         int_at_least(config, f"{t}.{name}", 0)
+    v = config.training.num_threads
+    if not _is_int(v) or v < -1:
+        raise ConfigError(f"{t}.num_threads", v, "an int >= 1, 0 (torch's default) or -1 (auto: the CPUs idle at start)")
     for name in ("batch_size", "snapshot_freq", "log_freq", "keep", "sample_num", "eval_num_samples"):
         int_at_least(config, f"{t}.{name}", 1)
     number(config, f"{t}.lr", 0.0, lo_open=True)
@@ -277,6 +281,14 @@ def validate_compare(config) -> None:
     int_at_least(config, "compare.feature_epochs", 1)
     for name in ("quick", "inception", "progress", "use_ema"):
         boolean(config, f"compare.{name}")
+    if c.quick:                  # quick replaces these three: refuse a set value it would override
+        default = get_default_config().compare
+        for name in ("nfe", "tolerances", "num_samples"):
+            norm = (lambda v: tuple(v)) if name != "num_samples" else (lambda v: v)
+            if norm(c[name]) != norm(default[name]):
+                raise ConfigError("compare.quick", True, f"False when compare.{name} is set (quick replaces "
+                                  f"compare.nfe, tolerances and num_samples with (5, 10, 20), (0.01,) and 200; "
+                                  f"drop quick to keep compare.{name}={c[name]})")
 
 
 def validate_classifier(config) -> None:

@@ -31,7 +31,8 @@ def run_train(config, workdir, resume_from=None):
             elif x.shape[1] >= 2:
                 save_scatter(x.numpy(), dataset.test[:5000].numpy(), path)
 
-        state = train(config, workdir, dataset=dataset, on_samples=on_samples, resume_from=resume_from)
+        state = train(config, workdir, dataset=dataset, on_samples=on_samples, resume_from=resume_from,
+                      adapt_threads=config.training.num_threads == -1)
     finally:
         if here.is_main:
             lock.release()

@@ -94,6 +94,9 @@ def test_digits_all_modes_tiny(tmp_path):
     (["--config.compare.samplers=magic(steps=3)"], "(unknown sampler 'magic'), got 'magic(steps=3)'"),
     (["--config.compare.samplers=pc[steps=3]"], "(bad sampler entry), got 'pc[steps=3]'"),
     (["--config.compare.samplers=ddim, ddim"], "lists an entry twice"),
+    (["--config.compare.quick=True", "--config.compare.nfe=(5,)"],
+     "config.compare.quick must be False when compare.nfe is set"),
+    (["--config.compare.quick=True", "--config.compare.num_samples=50"], "keep compare.num_samples=50"),
 ])
 def test_bad_flags_give_one_clear_error(argv, message, capsys, tmp_path):
     assert run.main(["--workdir", str(tmp_path / "w")] + argv) == 2

@@ -168,3 +168,53 @@ def test_threads_are_capped_at_the_cpu_share_under_torchrun(monkeypatch):
     assert threads == 1 and "lowered to 1 per process" in note and f"{2 * cpus} processes" in note
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert thread_share(1) == (1, "")
+
+
+def test_auto_threads_take_the_idle_cpus(monkeypatch):
+    """num_threads=-1: idle CPUs from two /proc/stat readings (idle+iowait over all jiffies, times the
+    CPU count), rounded, kept within [1, cpus]; beside one busy core of two it gives 1 thread."""
+    import training.distributed as d
+    import training.threads as th
+    readings = iter([(100, 400, 2), (150, 500, 2)])      # 50 idle of 100 jiffies on 2 CPUs: 1.0 idle
+    monkeypatch.setattr(th, "_cpu_times", lambda: next(readings))
+    monkeypatch.setattr(th.time, "sleep", lambda s: None)
+    assert th.idle_cpus() == pytest.approx(1.0)
+    assert [th.auto_threads(2, v) for v in (0.0, 0.4, 1.0, 1.4, 1.6, 2.0, 7.0)] == [1, 1, 1, 1, 2, 2, 2]
+    assert th.auto_threads(4, None) == 4                 # no /proc/stat: every CPU, as torch would
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(d, "idle_cpus", lambda window=0.2: 0.3)
+    threads, note = d.thread_share(-1)
+    assert threads == 1 and (note == "" if cpus == 1 else "0.3 of" in note and "auto" in note)
+    monkeypatch.setattr(d, "idle_cpus", lambda window=0.2: float(cpus))
+    assert d.thread_share(-1) == (cpus, "")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")                 # under torchrun: each rank its share
+    assert d.thread_share(-1) == (max(1, cpus // 2), "")
+
+
+def test_cpu_times_reads_this_machines_proc_stat():
+    import training.threads as d
+    if not os.path.exists("/proc/stat"):
+        pytest.skip("no /proc/stat on this system (auto threads use every CPU there)")
+    idle, total, ncpu = d._cpu_times()
+    assert 0 <= idle <= total and ncpu >= 1
+    assert 0.0 <= d.idle_cpus(0.05) <= ncpu + 1e-9
+
+
+def test_thread_governor_gives_other_processes_their_cpus(monkeypatch):
+    """Between two looks 10 s apart on 4 CPUs: 3 CPUs busy in all, 1 of them this process's own:
+    other processes used 2 CPUs, so 2 threads remain; when they leave, all 4 come back."""
+    import training.threads as th
+    looks = iter([(0.0, 0.0, (0, 0, 4)), (10.0, 10.0, (10, 40, 4)),          # 1 of 4 CPUs idle; own 1 CPU
+                  (20.0, 50.0, (10, 80, 4))])                                # 4 busy, all of them own
+    monkeypatch.setattr(th.ThreadGovernor, "_look", staticmethod(lambda: next(looks)))
+    monkeypatch.setattr(th.time, "monotonic", lambda: 1e9)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        gov = th.ThreadGovernor(cpus=4, every=5.0)
+        note = gov.tick()
+        assert torch.get_num_threads() == 2 and "2.0 CPUs" in note and "4 -> 2" in note
+        assert gov.tick() is not None and torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)

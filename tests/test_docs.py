@@ -114,8 +114,12 @@ EXTRA = {   # per recipe: settings that make it cheap (appended to the README's 
         "--config.compare.num_samples=10", "--config.compare.feature_epochs=1", "--config.compare.progress=False",
         "--config.compare.feature_cache=FEATURES"],
     5: ["--config.inpaint.steps=3", "--config.inpaint.num_images=2"],
-    9: ["--config.training.n_iters=3"], 10: ["--config.sampling.steps=3"],
+    9: ["--config.training.n_iters=3"],
+    10: ["--config.model.ch_mult=(1, 2)", "--config.model.num_res_blocks=1", "--config.model.attn_resolutions=(4,)",
+         "--config.data.image_size=8"],     # the shape of the score_sde fixture (nf=8 is in TINY)
+    "10b": ["--config.sampling.steps=3"],
 }
+FIXTURE = os.path.join(ROOT, "tests", "data", "pretrained", "score_sde_vp_ddpmpp.pth")
 SKIPPED = {8: "torchrun: tests/test_distributed.py runs the same code path with 2 gloo processes"}
 PLUGIN = '''
 from solvers import register_sampler
@@ -178,7 +182,8 @@ def test_readme_recipes_run(tmp_path, monkeypatch, capsys):
                 continue
             assert argv[:2] == ["python", "run.py"], argv
             argv = [a.replace("runs/", str(tmp_path) + "/").replace("data.path=my_pngs", f"data.path={folder}")
-                    .replace("FEATURES", str(tmp_path / "features")) for a in argv[2:] + TINY + EXTRA.get(number, [])]
+                    .replace("checkpoint=checkpoint_8.pth", f"checkpoint={FIXTURE}")
+                    .replace("FEATURES", str(tmp_path / "features")) for a in argv[2:] + TINY + EXTRA.get(key, [])]
             t0 = time.perf_counter()
             code = run.main(argv)
             out, err = capsys.readouterr()
@@ -192,7 +197,8 @@ def test_readme_recipes_run(tmp_path, monkeypatch, capsys):
         if "my_euler" in solvers.SAMPLERS:
             solvers.unregister_sampler("my_euler")
         sys.modules.pop("my_samplers", None)
-    assert len(ran) == 10, ran
+    assert len(ran) == 11, ran          # 1-7 with 6b (CFG sampling), 9, 10 and 10b (plugin)
+    assert "10b" in ran and 10 in ran, ran
     print("recipe seconds:", seconds)
 
 

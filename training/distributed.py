@@ -21,6 +21,7 @@ from typing import List, Optional
 
 import torch
 from configs.errors import InputError
+from .threads import auto_threads, cpu_count, idle_cpus
 
 
 @dataclass
@@ -53,16 +54,27 @@ def env_world() -> DistInfo:
 
 
 def thread_share(requested: int) -> tuple:
-    """(threads, note) for this process: `requested` capped at its share of the CPUs when torchrun
-    runs several processes on this node (LOCAL_WORLD_SIZE), since oversubscribed intra-op threads
-    spin against each other (measured here: two 2-thread processes on 2 cores trained 100x slower
-    than two 1-thread ones). `note` says what was capped ("" if nothing)."""
+    """(threads, note) for this process. `requested` = -1 (auto): the CPUs idle at start
+    (`training.threads`; the training loop then follows the load), so a run started beside a busy
+    process does not spin threads against it (measured here: 2 threads beside other jobs trained at a fraction of 1 thread's
+    rate, docs/bench/demo.md). Under torchrun every request is capped at this process's share of
+    the node's CPUs (LOCAL_WORLD_SIZE), since oversubscribed intra-op threads spin against each
+    other (two 2-thread processes on 2 cores trained 100x slower than two 1-thread ones). `note`
+    says what was lowered and why ("" if nothing)."""
     try:
         local_world = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
         local_world = 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = cpu_count()
     share = max(1, cpus // local_world)
+    if requested == -1:
+        if local_world > 1:         # the ranks share the node: each takes its share, no measurement
+            return share, ""
+        idle = idle_cpus()
+        threads = auto_threads(cpus, idle)
+        note = "" if threads == cpus else (f"note: {idle:.1f} of {cpus} CPUs idle at start: {threads} torch "
+                                           f"thread(s) (training.num_threads=-1, auto; set it to fix the count)")
+        return threads, note
     if local_world > 1 and requested > share:
         return share, (f"note: config.training.num_threads={requested} lowered to {share} per process "
                        f"({local_world} processes on {cpus} CPUs)")

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -41,6 +42,7 @@ from .losses import get_cold_loss_fn, get_loss_fn
 from .labels import check_labels, drop_labels
 from .prompts import VOCAB_FILE, PromptStream, prompt_spec, prompt_training_set, uses_prompts
 from .monitor import Monitor
+from .threads import ThreadGovernor
 from configs.errors import InputError
 
 
@@ -126,8 +128,11 @@ def _per_rank(value, rank, world_size):
 def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optional[int] = None,
           world_size: Optional[int] = None, wrap_model: Optional[Callable[[nn.Module], nn.Module]] = None,
           progress: Optional[bool] = None, on_samples: Optional[Callable] = None,
-          resume_from: Optional[int] = None) -> TrainState:
+          resume_from: Optional[int] = None, adapt_threads: bool = False) -> TrainState:
     """Train (or resume) the score model of `config` in `workdir`; return the final state.
+
+    `adapt_threads` (run.py passes it for `training.num_threads=-1` in one process): torch's thread
+    count follows the CPUs other processes leave free (`training.threads.ThreadGovernor`).
 
     Resumes from the latest checkpoint, or from step `resume_from` when every later checkpoint is
     unreadable (those are kept as `<name>.corrupt`; a readable later one is an InputError).
@@ -173,14 +178,14 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optiona
                 prompt_spec(config).save(os.path.join(workdir, VOCAB_FILE))
         distributed.barrier()
         return _train(config, workdir, dataset, sde, device, precision, rank, world_size, wrap_model,
-                      progress, on_samples, Monitor, resume_from)
+                      progress, on_samples, Monitor, resume_from, adapt_threads)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _train(config, workdir, dataset, sde, device, precision, rank, world_size, wrap_model, progress,
-           on_samples, Monitor, resume_from=None) -> TrainState:
+           on_samples, Monitor, resume_from=None, adapt_threads=False) -> TrainState:
     tcfg = config.training
     is_main = rank == 0
     ckpt_dir = os.path.join(workdir, "checkpoints")
@@ -240,6 +245,10 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
     elif world_size > 1 and distributed.current().enabled:
         from torch.nn.parallel import DistributedDataParallel
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # torch's reducer warns when a gradient's strides differ from its bucket's; for the 1x1
+        # convolutions' weights [C, C', 1, 1] they differ only on the size-1 dimensions (e.g. [16, 1, 16, 16]
+        # against [16, 1, 1, 1]), the same memory layout: a false alarm, printed by every rank
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     if tcfg.compile:
         train_model = torch.compile(train_model)
     if precision != "fp32":
@@ -299,6 +308,7 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
     # `pending`: written, but its loss is not known yet (it is the next step's loss).
     good, pending = state.checkpoint, None
     t0, loss_sum, loss_count = time.time(), 0.0, 0
+    governor = ThreadGovernor() if adapt_threads and world_size == 1 else None
     try:
         for step in range(state.step + 1, tcfg.n_iters + 1):
             lr = tcfg.lr * min(1.0, step / tcfg.warmup) if tcfg.warmup > 0 else tcfg.lr
@@ -357,10 +367,14 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
                 mean_loss = loss_sum / loss_count
                 bar.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
                 if metrics is not None:
-                    metrics.write(json.dumps({"step": step, "loss": mean_loss, "lr": lr,
-                                              "time": round(time.time() - t0, 3)}) + "\n")
+                    row = {"step": step, "loss": mean_loss, "lr": lr, "time": round(time.time() - t0, 3)}
+                    if governor is not None:
+                        row["threads"] = torch.get_num_threads()
+                    metrics.write(json.dumps(row) + "\n")
                     metrics.flush()
                 loss_sum, loss_count = 0.0, 0
+            if governor is not None and (note := governor.tick()) is not None and is_main:
+                bar.write(note)
             if monitor is not None:
                 monitor.after_step(step, metrics)
             if step % tcfg.snapshot_freq == 0 or step == tcfg.n_iters:
