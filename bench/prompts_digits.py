@@ -14,7 +14,8 @@ samples per prompt (fixed seeds, one sampler), snapped to the digits' 17 levels,
 Methods: cross-attention + CFG over the empty prompt at w in {0, 1, 3}; CLIP-style guidance (the
 contrastive model's gradient) on the empty-prompt score at 3 scales; both (CFG w=1 + CLIP); the
 class-conditional net (class only) as the reference; the test split as the floor; the one-token
-net (prompts = class names) at w = 0 beside the class-conditional net; and the cost of
+net (prompts = class names) at w = 0 beside the class-conditional net at the same training step and
+seeds; and the cost of
 cross-attention (parameters, seconds per score call, ratio measured side by side).
 
     python bench/prompts_digits.py --prompts runs/prompts --cond runs/cond --onetoken runs/onetoken
@@ -185,8 +186,9 @@ def main():
         y = torch.arange(10).repeat_interleave(args.per_prompt)
         toks = ospec.encode([ospec.class_names[k] for k in y.tolist()])
         group = y.clone()
+        same = load_run(args.cond, checkpoint=one.step)      # the class-conditional net after as many steps
         for name, score_fn in (("one-token prompts, w=0", models.get_score_fn(sde, one.model, y=toks)),
-                               ("class-conditional, same seeds", models.get_score_fn(sde, cond.model, y=y))):
+                               ("class-conditional, same seeds and steps", models.get_score_fn(sde, same.model, y=y))):
             x, nfe, sec = draw(score_fn, y.numel(), seed0=1000)
             got = attribute_bins(x, "digits", spec.attributes)
             m = scores(x, y, got, group, judge_fn, spec, fx.features, ref_feats)
@@ -195,7 +197,7 @@ def main():
             r = {"method": name, "all": m}
             report["results"].append(r)
             grids[(name, "all")] = x
-        report["onetoken_run"] = one.checkpoint
+        report["onetoken_run"], report["onetoken_cond_run"] = one.checkpoint, same.checkpoint
         save()
     if "cost" not in report:
         report["cost"] = cost(run.model, cond.model, sde, ds.shape)
