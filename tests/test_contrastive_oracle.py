@@ -99,3 +99,21 @@ def test_trained_contrastive_model_approaches_the_exact_posterior():
     for t, bound in KL_BOUNDS.items():
         assert trained[t][0] < bound, (t, trained, untrained)
         assert untrained[t][0] > bound, (t, untrained)     # the bound separates a model that learnt nothing
+
+
+def test_similarity_as_a_universal_guidance_loss():
+    """-sim(x0_hat, eps, c) is a loss for universal guidance: it pulls samples towards the prompt's
+    component (the exact sim; at scale 0 it is the unguided sampler, bit for bit)."""
+    gm, sde = mixture(), sde_lib.VPSDE()
+    sim = exact_similarity(gm, sde)
+
+    def loss(x0):
+        return -sim(x0, torch.full((x0.shape[0],), sde.eps, dtype=x0.dtype), PROMPTS[0].expand(x0.shape[0], -1))
+    kw = dict(sampler="ddim", steps=30, seeds=list(range(200)), dtype=F64)
+    plain, _ = solvers.sample(sde, gm.score_fn(sde), (200, 2), **kw)
+    same, _ = solvers.sample(sde, solvers.universal_guidance(gm.score_fn(sde), loss, 0.0), (200, 2), **kw)
+    guided, _ = solvers.sample(sde, solvers.universal_guidance(gm.score_fn(sde), loss, 2.0), (200, 2), **kw)
+    assert torch.equal(plain, same)
+    t0 = torch.full((200,), sde.eps, dtype=F64)
+    share = lambda x: (gm.log_posterior_t(sde, x, t0).argmax(1) == 0).double().mean().item()
+    assert share(plain) < 0.45 and share(guided) > 0.8, (share(plain), share(guided))
