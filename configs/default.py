@@ -84,6 +84,11 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.num_blocks = 3         # mlp
     model.embed_dim = 64         # mlp
     model.num_classes = 0        # > 0: class-conditional (label embedding added to the noise embedding)
+    # prompts (docs/guide/prompts.md): text_vocab_size > 0 gives the U-Net a text encoder and cross-attention
+    # at cross_attn_resolutions; the vocabulary (built from config.prompts) must fit in text_vocab_size
+    model.text_vocab_size = 0
+    model.cross_attn_resolutions = ()
+    model.text = ml_collections.ConfigDict(dict(dim=64, depth=2, heads=4, max_len=16, cross_attn_heads=1))
     # The network -> score parameterisation (models/parameterization.py). "auto": the SDE's own
     # (VP, sub-VP: eps with label t; VE: score_sigma with label log_sigma).
     model.prediction = "auto"    # auto | eps | x0 | v | score_sigma (output / s) | score
@@ -149,6 +154,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     sampling.guidance = "none"        # none | classifier | cfg | universal
     sampling.guidance_scale = 1.0     # classifier/universal: scale; cfg: w
     sampling.classifier_workdir = ""  # where train_classifier wrote the classifier ("" = this workdir)
+    sampling.prompt = ""              # prompt-conditional nets: e.g. "a thick seven leaning right" ("": empty)
     sampling.batch_size = 1024   # samples per batch, written to disk batch by batch
     # Keyword options per sampler name (see solvers.sample); only the block of the chosen
     # sampler is used, e.g. --config.sampling.sampler=ode --config.sampling.options.ode.rtol=1e-3.
@@ -201,6 +207,35 @@ def get_default_config() -> ml_collections.ConfigDict:
     classifier.weight_decay = 0.0
     classifier.seed = 10
     classifier.eval_times = (0.0, 0.1, 0.25, 0.5, 0.75)
+
+    # Prompts from computed image attributes (training/prompts.py): the class name and binned
+    # attributes (thickness, slant, size, brightness) filled into templates; held_out "class:bin"
+    # combinations leave prompt-conditional (and contrastive) training.
+    config.prompts = prompts = ml_collections.ConfigDict()
+    prompts.attributes = ("thickness", "slant")
+    prompts.templates = ("a {thickness} {class} {slant}", "{thickness} {class} {slant}",
+                         "a {class} that is {thickness} and {slant}", "{class} {slant} and {thickness}", "a {class}")
+    prompts.held_out = ()
+
+    # `--mode train_contrastive`: the noise-conditional image-text model of CLIP-style guidance
+    # (models/contrastive.py), written to workdir/<contrastive.dir>/
+    config.contrastive = contrastive = ml_collections.ConfigDict()
+    contrastive.dir = "contrastive"
+    contrastive.image_encoder = "encoder"   # encoder (images) | mlp (vectors)
+    contrastive.embed_dim = 64
+    contrastive.nf = 32
+    contrastive.ch_mult = (1, 2)
+    contrastive.num_res_blocks = 1
+    contrastive.dropout = 0.0
+    contrastive.hidden = 128     # mlp
+    contrastive.num_blocks = 3   # mlp
+    contrastive.text_dim = 64
+    contrastive.text_depth = 2
+    contrastive.text_heads = 4
+    contrastive.n_iters = 2000
+    contrastive.batch_size = 128
+    contrastive.lr = 1e-3
+    contrastive.seed = 30
 
     # `--mode inpaint` / `--mode colorize` on test images (runner/inpaint.py)
     config.inpaint = inpaint = ml_collections.ConfigDict()

@@ -37,8 +37,9 @@ from training.device import PRECISIONS, check_device_name
 
 from .default import get_default_config
 from .errors import ConfigError, InputError
+from .schema_prompts import validate_contrastive, validate_prompt_guidance, validate_prompt_model, validate_prompts
 
-GUIDANCE = ("none", "classifier", "cfg", "universal")
+GUIDANCE = ("none", "classifier", "cfg", "universal", "contrastive")
 ESTIMATORS = ("ode", "elbo", "both")
 TRACES = ("exact", "hutchinson")
 PIXEL_CONVENTIONS = ("levels", "score_sde")
@@ -173,6 +174,7 @@ def validate_model(config) -> None:
     for name in ("resample_skip_conv", "fir", "exact_groups", "center_input"):
         if config.model[name] is not None:
             boolean(config, f"model.{name}")
+    validate_prompt_model(config)
     try:
         with torch.device("meta"):
             models.get_model(config)
@@ -238,6 +240,9 @@ def _validate_guidance(config) -> None:
     one_of(config, "sampling.guidance", GUIDANCE)
     g, label = s.guidance, parse_class_label(config)
     K = config.model.num_classes
+    if validate_prompt_guidance(config, label):      # prompt nets, contrastive guidance (schema_prompts.py)
+        number(config, "sampling.guidance_scale")
+        return
     if g != "none" and label is None:
         raise ConfigError("sampling.class_label", s.class_label, f"an int or 'all' with sampling.guidance={g!r}")
     if g == "cfg" and K == 0:
@@ -378,7 +383,7 @@ def validate_pretrained(config) -> None:
 
 SECTIONS = (validate_run, validate_plugins, validate_data, validate_sde, validate_model, validate_training,
             validate_sampling, validate_eval, validate_compare, validate_classifier, validate_inpaint,
-            validate_pretrained, validate_cold, validate_autoencoder)
+            validate_pretrained, validate_cold, validate_autoencoder, validate_prompts, validate_contrastive)
 
 
 def validate_config(config) -> None:

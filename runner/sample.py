@@ -24,6 +24,7 @@ from .common import (NpzWriter, RunFailed, batches, data_shape, gather, json_saf
 from .figures import save_image_grid, save_scatter
 from .guided import guided_score_fn, labels_for
 from .latent import load_codec
+from .prompted import prompt_sampling, prompt_score_fn
 from training.classifier import restore_classifier
 from training.data import get_dataset, model_to_uint8
 from training.distributed import sample_seeds
@@ -64,6 +65,8 @@ def run_sample(config, workdir, checkpoint=None, next_hint=True):
         classifier = restore_classifier(config, s.classifier_workdir or workdir)
     guidance = ({"guidance": "none"} if labels is None else      # (guidance needs labels: validated)
                 guided_score_fn(config, workdir, sde, model, labels[:1].to(device), classifier=classifier)[1])
+    if prompt_sampling(config):             # prompts and contrastive guidance (runner/prompted.py)
+        score_fn, guidance = prompt_score_fn(config, workdir, sde, model, device)
     out_dir = run_dir(workdir, "samples", step, s.sampler)
     npz_path = os.path.join(out_dir, "samples.npz")
     writer = None

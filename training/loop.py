@@ -40,6 +40,7 @@ from .ema import EMA
 from .workdir import WorkdirLock, clean_stale_temp
 from .losses import get_cold_loss_fn, get_loss_fn
 from .labels import check_labels, drop_labels
+from .prompts import VOCAB_FILE, PromptStream, prompt_spec, prompt_training_set, uses_prompts
 from .monitor import Monitor
 from .threads import ThreadGovernor
 from configs.errors import InputError
@@ -165,6 +166,8 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optiona
     precision = tcfg.precision
     sde = sde_lib.get_sde(config)
     dataset = dataset if dataset is not None else get_dataset(config)
+    if uses_prompts(config):        # prompt-conditional: held-out combinations leave the train split
+        dataset = prompt_training_set(dataset, prompt_spec(config))
     is_main = rank == 0
     ckpt_dir = os.path.join(workdir, "checkpoints")
     lock = None
@@ -174,6 +177,8 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optiona
     try:
         if is_main:
             clean_stale_temp(ckpt_dir, all_pids=True)   # we hold the lock: no one else writes here
+            if uses_prompts(config):
+                prompt_spec(config).save(os.path.join(workdir, VOCAB_FILE))
         distributed.barrier()
         return _train(config, workdir, dataset, sde, device, precision, rank, world_size, wrap_model,
                       progress, on_samples, Monitor, resume_from, adapt_threads, objective)
@@ -274,6 +279,11 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
         check_labels(dataset, num_classes)
         label_dropout = tcfg.label_dropout
         train_labels = dataset.train_labels.to(data.device)
+    prompts = None
+    if uses_prompts(config):        # a random paraphrase per image, the empty prompt w.p. label_dropout
+        if dataset.train_labels is None:
+            raise InputError(f"prompts need class labels, but data set {dataset.name!r} has none")
+        prompts = PromptStream(prompt_spec(config), dataset.train, dataset.train_labels)
 
     def snapshot(step, protect):
         if not _weights_finite(model, ema.model):
@@ -318,6 +328,9 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
             if num_classes:
                 y = drop_labels(train_labels[idx].to(device, non_blocking=True), label_dropout, num_classes,
                                 noise_gen)
+                loss = loss_fn(lambda xt, t: score_fn(xt, t, y=y), x, noise_gen)
+            elif prompts is not None:
+                y = prompts(idx, noise_gen, tcfg.label_dropout).to(device)
                 loss = loss_fn(lambda xt, t: score_fn(xt, t, y=y), x, noise_gen)
             else:
                 loss = loss_fn(score_fn, x, noise_gen)
