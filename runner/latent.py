@@ -22,6 +22,7 @@ from configs.errors import InputError
 from evaluation.latent_bound import latent_bound
 from solvers.baselines import per_pixel_categorical
 from training import train
+from training.prompts import uses_prompts
 from training.checkpoint import find_checkpoint
 from training.data import get_dataset, model_to_levels
 from training.latent import (AutoencoderObjective, check_latent_shape, check_scale, latent_dataset,
@@ -56,6 +57,11 @@ def check_latent_mode(config, mode: str, workdir: str) -> None:
     if mode in NOT_YET:
         raise InputError(f"--mode {mode} is not implemented for latent runs yet (data.autoencoder="
                          f"{config.data.autoencoder!r}); latent runs support train, sample, eval and all")
+    if uses_prompts(config) or config.sampling.guidance == "contrastive":
+        # the prompts' attributes are computed on the training images, which a latent run holds as latents
+        raise InputError(f"prompts (model.text_vocab_size={config.model.text_vocab_size}, sampling.guidance="
+                         f"{config.sampling.guidance!r}) are not implemented for latent runs yet (data.autoencoder="
+                         f"{config.data.autoencoder!r}); train a prompt model on pixels")
     info = read_autoencoder_info(config.data.autoencoder)
     pixel_config(config, info)
     check_latent_shape(config, info)

@@ -113,3 +113,9 @@ def test_latent_bad_inputs(ae_run, tmp_path, capsys):
     assert run.main(["--config", LATENT, "--workdir", wd, "--mode", "colorize", f"--config.data.autoencoder={ae_run}"]
                     + TINY_SCORE) == 2
     assert "not implemented for latent runs yet" in capsys.readouterr().err
+    # prompts on a latent run: the prompt attributes would be computed on latents, so it is refused
+    assert run.main(["--config", LATENT, "--workdir", wd, "--mode", "train", f"--config.data.autoencoder={ae_run}",
+                     "--config.model.text_vocab_size=64", "--config.model.cross_attn_resolutions=(4,)"] + TINY_SCORE) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "prompts (model.text_vocab_size=64" in err and "latent runs" in err, err
+    assert not os.path.exists(wd)
