@@ -19,12 +19,16 @@ Modes:
           trained model, image metrics in the feature space of a classifier trained on the data, with
           reference rows (train-vs-test floor, fitted Gaussian, exact score for mixture data); resumable;
           writes compare/step<N>-<study>/ compare.json, .md, .png, grids (compare.quick=True: minutes)
+  train_contrastive  the noise-conditional image-text model of CLIP-style guidance (config.contrastive) into
+          workdir/<contrastive.dir>/; sample takes sampling.prompt and sampling.guidance=contrastive
   train_classifier  the classifier of config.classifier (noise-conditional for guidance, or a clean-data
           judge) into workdir/<classifier.dir>/; sample takes sampling.class_label / guidance / guidance_scale
   inpaint, colorize  on test images with config.inpaint (mask spec, sampler) into <mode>/step<N>-.../
   import  a published checkpoint into a new run directory: --config configs/pretrained/<name>.py
           --config.pretrained.checkpoint=FILE (a score_sde .pth or a diffusers .safetensors/.bin);
           then sample, eval, compare, inpaint run on it (runner/importer.py)
+  train_autoencoder  a KL autoencoder of config.autoencoder on config.data (models/autoencoder.py); a run with
+          --config.data.autoencoder=<its workdir> trains, samples and evals on its latents (docs/guide/latent.md)
   all     train, then sample, then eval (what `python run.py` with no arguments does)
 
 Once a workdir has been trained, --config is optional: every mode loads workdir/config.py, and
@@ -58,6 +62,8 @@ from runner.config_io import apply_override, load_config, load_plugins  # noqa: 
 from runner.evaluate import run_eval
 from runner.importer import check_import_args, run_import
 from runner.inpaint import run_inpaint
+from runner.latent import check_latent_mode, run_train_autoencoder
+from runner.prompted import check_prompt, run_train_contrastive
 from runner.rundir import has_checkpoint, resolve_config
 from runner.sample import run_sample
 from runner.train import run_train
@@ -69,7 +75,8 @@ from training.workdir import clean_stale_temp
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")
 DEFAULT_WORKDIR = os.path.join("runs", "demo")
-MODES = ("train", "sample", "eval", "compare", "train_classifier", "inpaint", "colorize", "import", "all")
+MODES = ("train", "sample", "eval", "compare", "train_classifier", "train_contrastive", "inpaint", "colorize", "import",
+         "train_autoencoder", "all")
 
 
 def parse_args(argv):
@@ -123,11 +130,13 @@ def main(argv=None) -> int:
         config, _ = resolve_config(args.config, overrides, args.workdir, DEFAULT_CONFIG)
         load_plugins(config)
         validate_config(config)
-        unsharded = ("train_classifier", "inpaint", "colorize", "import")
+        unsharded = ("train_classifier", "train_contrastive", "inpaint", "colorize", "import")
         if distributed.env_world().world_size > 1 and args.mode in unsharded:
             raise InputError(f"--mode {args.mode} does not shard its work over processes yet; under torchrun "
                              f"use --mode train, sample, eval, compare or all, and run {args.mode} with one process")
         check_cold_mode(config, args.mode)           # cold runs: sampler and modes
+        check_latent_mode(config, args.mode, args.workdir)   # latent runs: the autoencoder run, scale, modes
+        check_prompt(config, args.workdir, args.mode)   # prompts: unknown words, before any work
         if args.mode in ("sample", "eval", "compare"):
             find_checkpoint(os.path.join(args.workdir, "checkpoints"), args.checkpoint)
         if config.training.num_threads != 0:
@@ -149,10 +158,14 @@ def main(argv=None) -> int:
             run_compare(config, workdir, args.checkpoint)
         if args.mode == "train_classifier":
             run_train_classifier(config, workdir)
+        if args.mode == "train_contrastive":
+            run_train_contrastive(config, workdir)
         if args.mode in ("inpaint", "colorize"):
             run_inpaint(config, workdir, task=args.mode, checkpoint=args.checkpoint)
         if args.mode == "import":
             run_import(config, workdir)
+        if args.mode == "train_autoencoder":
+            run_train_autoencoder(config, workdir)
         if args.mode == "all" and os.environ.get("RANK", "0") == "0":
             print(f"done in {time.time() - t0:.0f}s; outputs in {os.path.abspath(workdir)}: config.py, checkpoints/, "
                   f"metrics.jsonl, loss.png, samples/, eval/")

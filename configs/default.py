@@ -22,7 +22,7 @@ def get_default_config() -> ml_collections.ConfigDict:
 
     config.data = data = ml_collections.ConfigDict()
     data.dataset = "digits"      # any name of training.data.DATASETS: moons | 8gaussians | checkerboard
-    #                              | swissroll | mixture | digits | fashion_mnist | folder | array
+    #                              | swissroll | mixture | digits | fashion_mnist | sample_patches | folder | array
     data.image_size = 8          # images: square size and channels (must match the data)
     data.num_channels = 1
     data.dim = 2                 # vector data: dimension
@@ -36,6 +36,9 @@ def get_default_config() -> ml_collections.ConfigDict:
     data.num_train = 20000       # toy sets and mixtures
     data.num_test = 5000
     data.noise = config_dict.placeholder(float)   # toy-set noise (None: the set's default)
+    # Latent runs (docs/guide/latent.md): an autoencoder run directory (--mode train_autoencoder); the
+    # score model then trains on its scaled latents and image_size / num_channels are the latent shape.
+    data.autoencoder = ""
     data.mixture = ml_collections.ConfigDict(dict(
         weights=(0.5, 0.5), means=((-2.0, 0.0), (2.0, 0.0)), stds=(0.5, 0.5)))
 
@@ -81,6 +84,11 @@ def get_default_config() -> ml_collections.ConfigDict:
     model.num_blocks = 3         # mlp
     model.embed_dim = 64         # mlp
     model.num_classes = 0        # > 0: class-conditional (label embedding added to the noise embedding)
+    # prompts (docs/guide/prompts.md): text_vocab_size > 0 gives the U-Net a text encoder and cross-attention
+    # at cross_attn_resolutions; the vocabulary (built from config.prompts) must fit in text_vocab_size
+    model.text_vocab_size = 0
+    model.cross_attn_resolutions = ()
+    model.text = ml_collections.ConfigDict(dict(dim=64, depth=2, heads=4, max_len=16, cross_attn_heads=1))
     # The network -> score parameterisation (models/parameterization.py). "auto": the SDE's own
     # (VP, sub-VP: eps with label t; VE: score_sigma with label log_sigma).
     model.prediction = "auto"    # auto | eps | x0 | v | score_sigma (output / s) | score
@@ -121,6 +129,18 @@ def get_default_config() -> ml_collections.ConfigDict:
     training.sample_freq = 0     # sample grid of the EMA model every N steps (0: off)
     training.sample_num = 64
 
+    # `--mode train_autoencoder` (models/autoencoder.py): a KL autoencoder of config.data, trained with
+    # config.training's loop settings; loss -log p(x|z) (discretised Gaussian on the data's levels)
+    # + beta * KL(q(z|x) || N(0, I)), both per dimension of x.
+    config.autoencoder = autoencoder = ml_collections.ConfigDict()
+    autoencoder.f = 2            # downsampling factor: 1 (no compression, the control) | 2 | 4
+    autoencoder.latent_channels = 4
+    autoencoder.nf = 32
+    # KL weight. Digits, f = 2, 800 steps (bench/latent_vs_pixel.py --part beta): beta 1e-4 / 1e-3 / 1e-2 / 0.1
+    # give test -log p(x|z) 0.888 / 0.887 / 0.892 / 0.947 and KL 3.92 / 3.83 / 3.14 / 1.99 bits/dim (SE <= 0.013):
+    # 0.1 halves the KL for 7% more reconstruction loss (docs/bench/latent-vs-pixel.md).
+    autoencoder.beta = 0.1
+
     config.sampling = sampling = ml_collections.ConfigDict()
     sampling.sampler = "pc"      # any name of solvers.SAMPLERS
     sampling.steps = 500
@@ -134,6 +154,7 @@ def get_default_config() -> ml_collections.ConfigDict:
     sampling.guidance = "none"        # none | classifier | cfg | universal
     sampling.guidance_scale = 1.0     # classifier/universal: scale; cfg: w
     sampling.classifier_workdir = ""  # where train_classifier wrote the classifier ("" = this workdir)
+    sampling.prompt = ""              # prompt-conditional nets: e.g. "a thick seven leaning right" ("": empty)
     sampling.batch_size = 1024   # samples per batch, written to disk batch by batch
     # Keyword options per sampler name (see solvers.sample); only the block of the chosen
     # sampler is used, e.g. --config.sampling.sampler=ode --config.sampling.options.ode.rtol=1e-3.
@@ -186,6 +207,35 @@ def get_default_config() -> ml_collections.ConfigDict:
     classifier.weight_decay = 0.0
     classifier.seed = 10
     classifier.eval_times = (0.0, 0.1, 0.25, 0.5, 0.75)
+
+    # Prompts from computed image attributes (training/prompts.py): the class name and binned
+    # attributes (thickness, slant, size, brightness) filled into templates; held_out "class:bin"
+    # combinations leave prompt-conditional (and contrastive) training.
+    config.prompts = prompts = ml_collections.ConfigDict()
+    prompts.attributes = ("thickness", "slant")
+    prompts.templates = ("a {thickness} {class} {slant}", "{thickness} {class} {slant}",
+                         "a {class} that is {thickness} and {slant}", "{class} {slant} and {thickness}", "a {class}")
+    prompts.held_out = ()
+
+    # `--mode train_contrastive`: the noise-conditional image-text model of CLIP-style guidance
+    # (models/contrastive.py), written to workdir/<contrastive.dir>/
+    config.contrastive = contrastive = ml_collections.ConfigDict()
+    contrastive.dir = "contrastive"
+    contrastive.image_encoder = "encoder"   # encoder (images) | mlp (vectors)
+    contrastive.embed_dim = 64
+    contrastive.nf = 32
+    contrastive.ch_mult = (1, 2)
+    contrastive.num_res_blocks = 1
+    contrastive.dropout = 0.0
+    contrastive.hidden = 128     # mlp
+    contrastive.num_blocks = 3   # mlp
+    contrastive.text_dim = 64
+    contrastive.text_depth = 2
+    contrastive.text_heads = 4
+    contrastive.n_iters = 2000
+    contrastive.batch_size = 128
+    contrastive.lr = 1e-3
+    contrastive.seed = 30
 
     # `--mode inpaint` / `--mode colorize` on test images (runner/inpaint.py)
     config.inpaint = inpaint = ml_collections.ConfigDict()

@@ -27,6 +27,7 @@ import sde_lib
 import solvers
 from solvers.cold import ALGORITHMS as COLD_ALGORITHMS
 from evaluation.metrics import METRICS
+from models.autoencoder import FACTORS as AUTOENCODER_FACTORS
 from models.convert import FORMATS as CHECKPOINT_FORMATS
 from models.layers import FOURIER_PRODUCTS
 from models.parameterization import DATA_RANGES, LABELS, PREDICTIONS, data_range_of
@@ -36,8 +37,9 @@ from training.device import PRECISIONS, check_device_name
 
 from .default import get_default_config
 from .errors import ConfigError, InputError
+from .schema_prompts import validate_contrastive, validate_prompt_guidance, validate_prompt_model, validate_prompts
 
-GUIDANCE = ("none", "classifier", "cfg", "universal")
+GUIDANCE = ("none", "classifier", "cfg", "universal", "contrastive")
 ESTIMATORS = ("ode", "elbo", "both")
 TRACES = ("exact", "hutchinson")
 PIXEL_CONVENTIONS = ("levels", "score_sde")
@@ -122,6 +124,16 @@ def validate_data(config) -> None:
     number(config, "data.test_fraction", 0.0, 1.0, lo_open=True, hi_open=True)
     for name in ("num_train", "num_test", "image_size", "num_channels", "dim"):
         int_at_least(config, f"data.{name}", 1)
+    if not isinstance(d.get("autoencoder", ""), str):
+        raise ConfigError("data.autoencoder", d.autoencoder, "'' or an autoencoder run directory")
+
+
+def validate_autoencoder(config) -> None:
+    """`autoencoder`: downsampling factor, latent channels, width, KL weight."""
+    one_of(config, "autoencoder.f", AUTOENCODER_FACTORS)
+    int_at_least(config, "autoencoder.latent_channels", 1)
+    int_at_least(config, "autoencoder.nf", 8)
+    number(config, "autoencoder.beta", 0.0)
 
 
 def validate_sde(config) -> None:
@@ -162,6 +174,7 @@ def validate_model(config) -> None:
     for name in ("resample_skip_conv", "fir", "exact_groups", "center_input"):
         if config.model[name] is not None:
             boolean(config, f"model.{name}")
+    validate_prompt_model(config)
     try:
         with torch.device("meta"):
             models.get_model(config)
@@ -227,6 +240,9 @@ def _validate_guidance(config) -> None:
     one_of(config, "sampling.guidance", GUIDANCE)
     g, label = s.guidance, parse_class_label(config)
     K = config.model.num_classes
+    if validate_prompt_guidance(config, label):      # prompt nets, contrastive guidance (schema_prompts.py)
+        number(config, "sampling.guidance_scale")
+        return
     if g != "none" and label is None:
         raise ConfigError("sampling.class_label", s.class_label, f"an int or 'all' with sampling.guidance={g!r}")
     if g == "cfg" and K == 0:
@@ -367,7 +383,7 @@ def validate_pretrained(config) -> None:
 
 SECTIONS = (validate_run, validate_plugins, validate_data, validate_sde, validate_model, validate_training,
             validate_sampling, validate_eval, validate_compare, validate_classifier, validate_inpaint,
-            validate_pretrained, validate_cold)
+            validate_pretrained, validate_cold, validate_autoencoder, validate_prompts, validate_contrastive)
 
 
 def validate_config(config) -> None:

@@ -33,6 +33,16 @@ _FAMILY_DEFAULTS = {
 }
 
 
+def _text_options(m):
+    """Prompt conditioning (models/text.py): absent fields (configs saved before it existed) mean none."""
+    t = m.get("text", None)
+    if not m.get("text_vocab_size", 0):
+        return {}
+    return dict(cross_attn_resolutions=tuple(m.cross_attn_resolutions), text_vocab_size=m.text_vocab_size,
+                text_dim=t.dim, text_depth=t.depth, text_heads=t.heads, text_max_len=t.max_len,
+                cross_attn_heads=t.cross_attn_heads)
+
+
 def _unet_builder(family):
     def build(config):
         m = config.model
@@ -44,7 +54,8 @@ def _unet_builder(family):
                     nf=m.nf, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
                     attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
                     fourier_scale=m.fourier_scale, positional_scale=m.positional_scale,
-                    num_groups=m.num_groups, resamp_with_conv=m.resamp_with_conv, num_classes=m.num_classes, **kw)
+                    num_groups=m.num_groups, resamp_with_conv=m.resamp_with_conv, num_classes=m.num_classes,
+                    **_text_options(m), **kw)
     return build
 
 

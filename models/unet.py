@@ -40,6 +40,9 @@ Options for the published networks (all off by default; see docs/guide/published
   score_sde_pytorch, whose own version cannot run (docs/guide/published-models.md);
 - `downsample_padding` "right_bottom": the strided conv pads right/bottom only (TF "SAME");
 - `exact_groups`: exactly num_groups GroupNorm groups (DDPM, diffusers) instead of "at most";
+- `cross_attn_resolutions`, `text_vocab_size` (> 0), `text_*`: a prompt-conditional net (models/text.py): a
+  text encoder of the tokens `y [B, L]` and a cross-attention block after every res block at those
+  resolutions (and in the middle when its resolution is listed); docs/guide/prompts.md;
 - `center_input`: the network maps its input u in [0, 1] to 2u - 1 first (score_sde's VE models,
   trained on [0, 1] data: `model.data_range = (0, 1)` feeds it u, see models/parameterization.py).
 """
@@ -53,6 +56,7 @@ import torch.nn.functional as F
 
 from .layers import (AttnBlock, Downsample, LabelEmbedding, ResBlock, Upsample, group_norm, make_embedding,
                      zero_module)
+from .text import CrossAttnBlock, TextEncoder
 
 UNET_CHOICES = _CHOICES = dict(resblock_type=("ddpm", "biggan"), up_attention=("per_block", "per_level"),
                 progressive=("none", "output_skip", "residual"), progressive_input=("none", "input_skip", "residual"),
@@ -96,7 +100,9 @@ class UNet(nn.Module):
                  fourier_mult: int = 1, fir: bool = False, fir_kernel=(1, 3, 3, 1), progressive: str = "none",
                  progressive_input: str = "none", progressive_combine: str = "sum",
                  downsample_padding: str = "symmetric", exact_groups: bool = False,
-                 fourier_product: str = "2pi_l_W", center_input: bool = False):
+                 fourier_product: str = "2pi_l_W", center_input: bool = False,
+                 cross_attn_resolutions=(), text_vocab_size: int = 0, text_dim: int = 64, text_depth: int = 2,
+                 text_heads: int = 4, text_max_len: int = 16, cross_attn_heads: int = 1):
         super().__init__()
         ch_mult = tuple(int(m) for m in ch_mult)
         attn_resolutions = tuple(int(r) for r in attn_resolutions)
@@ -128,6 +134,17 @@ class UNet(nn.Module):
         self.label_embed = LabelEmbedding(num_classes, temb_dim)
         self.num_classes = self.label_embed.num_classes
         groups = dict(max_groups=num_groups, exact_groups=exact_groups)
+        # prompts (models/text.py): a text encoder and cross-attention after every res block at these resolutions
+        xattn_res = tuple(int(r) for r in cross_attn_resolutions)
+        if bool(xattn_res) != (text_vocab_size > 0) or (text_vocab_size and num_classes):
+            raise ValueError(f"a prompt-conditional U-Net needs both model.cross_attn_resolutions and "
+                             f"model.text_vocab_size > 0, and no class labels (num_classes = 0); got "
+                             f"{xattn_res}, {text_vocab_size}, num_classes={num_classes}")
+        self.text_encoder = TextEncoder(text_vocab_size, text_dim, text_depth, text_heads, text_max_len) \
+            if text_vocab_size else None
+
+        def xattn(c):
+            return CrossAttnBlock(c, text_dim, cross_attn_heads, **groups)
 
         def res(cin, cout, resample=None):
             return ResBlock(cin, cout, temb_dim, dropout, skip_rescale, resample, num_groups, fir=fir,
@@ -148,6 +165,8 @@ class UNet(nn.Module):
                 ch = nf * m
                 if res_now in attn_resolutions:
                     self.down.append(attn(ch)); kinds.append("attn")
+                if res_now in xattn_res:
+                    self.down.append(xattn(ch)); kinds.append("xattn")
                 skips.append(ch)
             if i != len(ch_mult) - 1:
                 if resblock_type == "biggan":
@@ -170,6 +189,7 @@ class UNet(nn.Module):
         self.pyramid_down = Downsample(num_channels, False, fir=fir, fir_kernel=fir_kernel)
         self.pyramid_up = Upsample(num_channels, False, fir=fir, fir_kernel=fir_kernel)
         self.mid = nn.ModuleList([res(ch, ch), attn(ch), res(ch, ch)])
+        self.mid_xattn = xattn(ch) if res_now in xattn_res else None
         self.up = nn.ModuleList()
         kinds = []
         for i, m in reversed(list(enumerate(ch_mult))):
@@ -178,6 +198,8 @@ class UNet(nn.Module):
                 ch = nf * m
                 if res_now in attn_resolutions and up_attention == "per_block":
                     self.up.append(attn(ch)); kinds.append("attn")
+                if res_now in xattn_res:
+                    self.up.append(xattn(ch)); kinds.append("xattn")
             if res_now in attn_resolutions and up_attention == "per_level":
                 self.up.append(attn(ch)); kinds.append("attn")
             if progressive == "output_skip":
@@ -205,11 +227,19 @@ class UNet(nn.Module):
         return (a + b) / math.sqrt(2.0) if self.skip_rescale else a + b
 
     def forward(self, x: Tensor, label: Tensor, y=None) -> Tensor:
-        """`y`: class labels `[B]` (or an int) of a class-conditional net; None or num_classes = null label."""
+        """`y`: class labels `[B]` (or an int) of a class-conditional net; None or num_classes = null label.
+        A prompt-conditional net takes token ids `[B, L]` (0 = padding) as `y`; None = the empty prompt."""
         if x.dim() != 4 or x.shape[1] != self.num_channels or x.shape[2] != self.image_size \
                 or x.shape[3] != self.image_size:
             raise ValueError(f"UNet expects input [B, {self.num_channels}, {self.image_size}, "
                              f"{self.image_size}], got {tuple(x.shape)}")
+        if self.text_encoder is not None:
+            tokens = torch.zeros(x.shape[0], 1, dtype=torch.long, device=x.device) if y is None else y
+            if tokens.dim() != 2 or tokens.shape[0] != x.shape[0]:
+                raise ValueError(f"a prompt-conditional U-Net takes tokens [B, L] = [{x.shape[0]}, L], got "
+                                 f"{tuple(tokens.shape)}")
+            context, mask = self.text_encoder(tokens.to(x.device))
+            y = None
         temb = self.label_embed(self.temb_mlp(self.embed(label.to(x.dtype))), y)
         if self.center_input:      # a network of [0, 1] data (model.data_range) that centres its input itself
             x = 2 * x - 1
@@ -223,6 +253,8 @@ class UNet(nn.Module):
             elif kind == "attn":
                 h = layer(h)
                 hs[-1] = h
+            elif kind == "xattn":
+                h = hs[-1] = layer(h, context, mask)
             elif kind == "down":
                 h = layer(h, temb) if isinstance(layer, ResBlock) else layer(h)
                 hs.append(h)
@@ -233,6 +265,8 @@ class UNet(nn.Module):
                 pyramid = h = hs[-1] = self._join(layer(pyramid), h)
         h = self.mid[0](h, temb)
         h = self.mid[1](h)
+        if self.mid_xattn is not None:
+            h = self.mid_xattn(h, context, mask)
         h = self.mid[2](h, temb)
         pyramid = None
         for kind, layer in zip(self._up_kinds, self.up):
@@ -240,6 +274,8 @@ class UNet(nn.Module):
                 h = layer(torch.cat([h, hs.pop()], dim=1), temb)
             elif kind == "attn":
                 h = layer(h)
+            elif kind == "xattn":
+                h = layer(h, context, mask)
             elif kind == "up":
                 h = layer(h, temb) if isinstance(layer, ResBlock) else layer(h)
             elif self.progressive == "output_skip":

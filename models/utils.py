@@ -93,14 +93,15 @@ def get_score_fn(sde: sde_lib.SDE, model: nn.Module, train: bool = False, y=None
     Class-conditional nets (`model.num_classes > 0`): `y` (an int or `[B]` labels) fixes the
     class; None gives the null label, i.e. the unconditional score a net trained with label
     dropout has learned. The returned function also takes `y=` per call (training passes the
-    batch labels). For an unconditional net, y must be None.
+    batch labels). For an unconditional net, y must be None. Prompt-conditional nets take token
+    ids `[B, L]` as `y` (None: the empty prompt).
 
     `parameterization` overrides the one recorded on the model (`parameterization_of`).
     """
     model.train(train)
     param = parameterization_of(sde, model) if parameterization is None else parameterization
     inner = _unwrap(model)
-    conditional = getattr(inner, "num_classes", 0) > 0
+    conditional = getattr(inner, "num_classes", 0) > 0 or getattr(inner, "text_encoder", None) is not None
     if y is not None and not conditional:
         raise ValueError("class labels y given, but the model is unconditional (model.num_classes = 0)")
     default_y = y

@@ -144,9 +144,13 @@ def next_command(mode: str, workdir: str) -> str:
         "compare": f"add samplers, budgets or seeds: {run} --mode compare \"--config.compare.nfe=(5, 10, 20, 50)\" "
                    f"(finished cells are reused; the new study gets its own directory)",
         "train_classifier": f"{run} --mode sample --config.sampling.class_label=all --config.sampling.guidance=classifier",
+        "train_contrastive": f"{run} --mode sample --config.sampling.guidance=contrastive "
+                             f"--config.sampling.prompt=\"a thick seven leaning right\"",
         "inpaint": f"{run} --mode inpaint --config.inpaint.mask=random   (masks: left_half, right_half, top_half, "
                    f"bottom_half, box, random)",
         "colorize": f"{run} --mode sample   (unconditional samples of the same model)",
+        "train_autoencoder": f"python run.py --config <a configs/*_latent_*.py> --workdir <new dir> --mode train "
+                             f"--config.data.autoencoder={workdir}   (a score model on its latents)",
         "import": f"{run} --mode sample --config.sampling.steps=100   (samples of the imported model); "
                   f"{run} --mode eval   (needs the test images, given at import as --config.data.path)",
     }

@@ -17,6 +17,7 @@ import os
 import time
 from typing import Optional
 
+from .latent import is_latent, latent_run_data
 from .common import data_shape, json_safe, restored_score_fn, setup
 from configs.schema import parse_sampler_entry, resolve_samplers, validate_compare
 from .compare_plan import budgets, cell_key, grid_file, grid_labels, label_of, settings, step_cost
@@ -128,7 +129,10 @@ def run_compare(config, workdir, checkpoint=None):
     names = resolve_samplers(c.samplers)
     device, here = setup(config)
     sde, model, model_score_fn, step, ckpt = restored_score_fn(config, workdir, c.use_ema, checkpoint, device)
-    ds = get_dataset(config)
+    ds = latent_run_data(config, workdir, device) if is_latent(config) else get_dataset(config)
+    codec = getattr(ds, "codec", None)     # latent runs: samples decoded, judged against the pixel test split
+    if codec is not None:
+        ds = ds.pixels
     dims = data_shape(model)
     n = min(s["num_samples"], ds.test.shape[0], ds.train.shape[0])
     distribution = None
@@ -154,7 +158,7 @@ def run_compare(config, workdir, checkpoint=None):
     context = {"data": config.data.to_dict(), "sde": config.sde.to_dict(), "n": n, "step": step,
                "checkpoint": os.path.basename(str(ckpt)), "use_ema": c.use_ema, "denoise": config.sampling.denoise,
                "features": extractor.info.get("key", extractor.kind), "metric_seed": c.seed,
-               "inception": bool(c.inception)}
+               "inception": bool(c.inception), **({"latent_scale": codec.scale} if codec is not None else {})}
     study = {"samplers": list(names), "settings": s, "primary_metric": c.primary_metric,
              "options": config.sampling.options.to_dict()}
     paths = compare_paths(workdir, step, context, study)
@@ -209,6 +213,8 @@ def run_compare(config, workdir, checkpoint=None):
         dev = device if cell["score"] == "model" else torch.device("cpu")     # the oracle lives on the CPU
         x, info = solvers.sample(sde, score_fns[cell["score"]], (count, *dims), sampler=cell["name"],
                                  seeds=seeds, denoise=config.sampling.denoise, device=dev, **cell["options"])
+        if codec is not None:              # the one path back to pixels: D(u / s), quantised
+            x = codec.decode(x)
         return x.cpu(), info
 
     from tqdm.auto import tqdm

@@ -36,6 +36,7 @@ import os
 import time
 
 from .common import batches, gather, restored_score_fn, run_dir, setup
+from .latent import is_latent, run_latent_eval
 from solvers.baselines import gaussian_fit, gaussian_logp, gaussian_not_applicable, per_pixel_categorical
 from training.data import dequantize, get_dataset, model_to_levels
 from training.distributed import all_gather_objects
@@ -74,7 +75,8 @@ def _summary(b):
 def run_eval(config, workdir, checkpoint=None):
     import torch
     from tqdm.auto import tqdm
-
+    if is_latent(config):        # a latent run: the bound E_q[-log p(x|z) + log q(z|x) - log p(z)]
+        return run_latent_eval(config, workdir, checkpoint)
 
     e = config.eval
     estimator = e.estimator

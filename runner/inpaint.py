@@ -24,11 +24,15 @@ from training.data import get_dataset, model_to_uint8
 
 from .common import json_safe, restored_score_fn, run_dir, setup
 from .figures import save_image_grid
+from .latent import is_latent, latent_inpaint, latent_run_data
 
 
 def run_inpaint(config, workdir, task: str = "inpaint", checkpoint=None):
     c = config.inpaint
-    ds = get_dataset(config)
+    ds = latent_run_data(config, workdir) if is_latent(config) else get_dataset(config)
+    codec = getattr(ds, "codec", None)          # latent runs inpaint in latent space (runner.latent)
+    if codec is not None:
+        ds = ds.pixels
     if not ds.is_image:
         raise InputError(f"--mode {task} needs image data; data set {ds.name!r} holds vectors")
     if task == "colorize" and ds.shape[0] != 3:
@@ -49,7 +53,10 @@ def run_inpaint(config, workdir, task: str = "inpaint", checkpoint=None):
     mean_img = ds.train.mean(0, keepdim=True).to(device)
     if task == "inpaint":
         mask = solvers.make_mask(c.mask, ds.shape, tuple(c.box), c.random_fraction, gen).to(device)
-        x, info = solvers.inpaint(sde, score_fn, x0, mask, **opts)
+        if codec is None:
+            x, info = solvers.inpaint(sde, score_fn, x0, mask, **opts)
+        else:
+            x, info = latent_inpaint(sde, score_fn, codec, x0, mask, **opts)
         unknown = ~mask.expand_as(x0)
         shown = torch.where(mask, x0, torch.zeros_like(x0))
         rows = [x0, shown, mask.expand_as(x0).float() * 2 - 1, x]

@@ -23,6 +23,8 @@ from .common import (NpzWriter, RunFailed, batches, data_shape, gather, json_saf
                      run_dir, setup)
 from .figures import save_image_grid, save_scatter
 from .guided import guided_score_fn, labels_for
+from .latent import load_codec
+from .prompted import prompt_sampling, prompt_score_fn
 from training.classifier import restore_classifier
 from training.data import get_dataset, model_to_uint8
 from training.distributed import sample_seeds
@@ -53,7 +55,9 @@ def run_sample(config, workdir, checkpoint=None, next_hint=True):
         sde, model, score_fn, step, ckpt = restored_score_fn(config, workdir, s.use_ema, checkpoint, device)
         options = sampler_options(config)
     dims = data_shape(model)
-    is_image = len(dims) == 3
+    codec = load_codec(config, workdir, device)     # latent runs: samples are decoded to the data's levels
+    out_dims = dims if codec is None else tuple(codec.decode(torch.zeros(1, *dims, device=device)).shape[1:])
+    is_image = len(out_dims) == 3
     labels, n = labels_for(config)          # class labels and guidance (runner/guided.py)
     per_row = s.samples_per_class if str(s.class_label).lower() == "all" else 0
     classifier = None       # restored once for all label batches (classifier / universal guidance)
@@ -61,13 +65,17 @@ def run_sample(config, workdir, checkpoint=None, next_hint=True):
         classifier = restore_classifier(config, s.classifier_workdir or workdir)
     guidance = ({"guidance": "none"} if labels is None else      # (guidance needs labels: validated)
                 guided_score_fn(config, workdir, sde, model, labels[:1].to(device), classifier=classifier)[1])
+    if prompt_sampling(config):             # prompts and contrastive guidance (runner/prompted.py)
+        score_fn, guidance = prompt_score_fn(config, workdir, sde, model, device)
     out_dir = run_dir(workdir, "samples", step, s.sampler)
     npz_path = os.path.join(out_dir, "samples.npz")
     writer = None
     if here.is_main:
-        fields = {"samples": ((n, *dims), np.float32)}
+        fields = {"samples": ((n, *out_dims), np.float32)}
         if is_image:
-            fields["images_uint8"] = ((n, *dims), np.uint8)
+            fields["images_uint8"] = ((n, *out_dims), np.uint8)
+        if codec is not None:
+            fields["latents"] = ((n, *dims), np.float32)
         if labels is not None:
             fields["labels"] = ((n,), np.int64)
         writer = NpzWriter(npz_path, fields)
@@ -96,6 +104,10 @@ def run_sample(config, workdir, checkpoint=None, next_hint=True):
                     f"sampler {s.sampler!r} with options {json_safe(options)} (denoise={s.denoise}) gave {bad} "
                     f"non-finite of {hi - lo} samples in samples {lo}..{hi - 1} (checkpoint {ckpt}); nothing "
                     f"was written. Try more steps or another sampler (--config.sampling.sampler=...)")
+            if codec is not None:        # the one path from latents to pixels: D(u / s), quantised
+                u, x = x, codec.decode(x)
+                if writer is not None:
+                    writer.write("latents", lo, u.cpu().numpy())
             if writer is not None:
                 x = x.cpu()
                 writer.write("samples", lo, x.numpy())

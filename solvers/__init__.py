@@ -17,7 +17,8 @@ from .predictors import PREDICTORS
 from .sampling import SAMPLERS, Observation, SamplerSpec, register_sampler, sample, sampler_table, unregister_sampler
 from . import samplers_pc, samplers_sigma, samplers_ext  # noqa: E402,F401  (register the built-ins)
 # conditional generation: guidance combinators and inverse problems by replacement
-from .guidance import classifier_free_guidance, classifier_guidance, tweedie_x0, universal_guidance
+from .guidance import (classifier_free_guidance, classifier_guidance, contrastive_guidance, tweedie_x0,
+                       universal_guidance)
 from .inpaint import MASKS, colorize, grey_projector, inpaint, make_mask, project_inpaint
 # cold diffusion: Algorithms 1 and 2 of Bansal et al. for any degrade/restore callables
 from .cold import COLD_SAMPLER, DegradedPrior, cold_sample, cold_time_grid, hot_pair
@@ -26,7 +27,7 @@ __all__ = ["FIXED_ODE_METHODS", "ADAPTIVE_ODE_METHODS", "sample", "log_likelihoo
            "SampleInfo", "LikelihoodResult", "CountedScore", "NoiseSource", "sliced_wasserstein", "SAMPLERS",
            "SamplerSpec", "register_sampler", "unregister_sampler", "sampler_table", "PREDICTORS", "CORRECTORS",
            "elbo", "ElboResult", "TimeProposal",
-           "classifier_guidance", "classifier_free_guidance", "universal_guidance", "tweedie_x0",
+           "classifier_guidance", "classifier_free_guidance", "contrastive_guidance", "universal_guidance", "tweedie_x0",
            "inpaint", "colorize", "project_inpaint", "grey_projector", "MASKS", "make_mask", "Observation",
            "COLD_SAMPLER", "cold_sample", "cold_time_grid", "hot_pair", "DegradedPrior"]
 from . import dpm_solver, unipc  # noqa: E402,F401  (register the DPM-Solver family and UniPC)

@@ -9,6 +9,8 @@ Bayes' rule on the noisy marginals, p_t(x | y) = p_t(y | x) p_t(x) / p(y), gives
   `scale` times the gradient of a noise-conditional classifier;
 - classifier-free guidance (Ho & Salimans 2022) mixes a conditional and an unconditional
   score, (1 + w) s(x, t | y) - w s(x, t);
+- contrastive (CLIP-style) guidance adds `scale` times the gradient of an image-text similarity
+  (`contrastive_guidance`; a noise-conditional contrastive model, `models.contrastive`);
 - universal guidance (Bansal et al. 2023) differentiates any loss of the denoised
   (Tweedie) estimate x0_hat(x_t) = (x_t + s(t)^2 score(x_t, t)) / m(t) instead.
 
@@ -90,6 +92,41 @@ def classifier_guidance(score_fn: ScoreFn, log_prob_fn: Callable[[Tensor, Tensor
             yy = _labels(y, x.shape[0], logits.shape[1], logits.device)
             return torch.log_softmax(logits, dim=1).gather(1, yy[:, None])[:, 0]
         return base + scale * _grad(log_py, x).to(base.dtype)
+
+    return guided
+
+
+def contrastive_guidance(score_fn: ScoreFn, similarity_fn: Callable[[Tensor, Tensor, Tensor], Tensor],
+                         tokens: Tensor, scale: float = 1.0) -> ScoreFn:
+    """score(x, t) + scale * grad_x sim(x, t, c): CLIP-style guidance (Nichol et al. 2022, Sec. 2.3, with
+    a noise-conditional contrastive model; `models.contrastive`).
+
+    Args:
+        score_fn:      any score (a net, a CFG mix, the exact mixture).
+        similarity_fn: `fn(x, t, tokens) -> [B]`, e.g. `models.contrastive.get_similarity_fn(sde, net)`;
+                       with fn = log p_t(c | x) exactly and scale 1 the result is the exact score of
+                       p_t(x | c) (tests/test_contrastive_oracle.py).
+        tokens:        the prompt's token ids `[L]` (every sample) or `[B, L]`.
+        scale:         guidance scale.
+    """
+    if not torch.is_tensor(tokens) or tokens.is_floating_point() or tokens.dim() not in (1, 2):
+        raise ValueError(f"tokens must be an integer tensor [L] or [B, L], got {tokens!r}")
+    scale = _check_scale("scale", scale)
+
+    def guided(x: Tensor, t: Tensor) -> Tensor:
+        base = score_fn(x, t)
+        if scale == 0.0:
+            return base
+        c = tokens.expand(x.shape[0], -1) if tokens.dim() == 1 else tokens
+        if c.shape[0] != x.shape[0]:
+            raise ValueError(f"tokens [B, L] must have B = {x.shape[0]} rows, got {tuple(c.shape)}")
+
+        def sim(xr):
+            out = similarity_fn(xr, t, c)
+            if out.shape != (x.shape[0],):
+                raise ValueError(f"similarity_fn must return [B] = [{x.shape[0]}], got {tuple(out.shape)}")
+            return out
+        return base + scale * _grad(sim, x).to(base.dtype)
 
     return guided
 

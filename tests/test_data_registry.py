@@ -21,20 +21,20 @@ def sample_image_patches(d) -> Dataset:
         p = img[:H, :W].reshape(H // 32, 32, W // 32, 32, 3).transpose(0, 2, 4, 1, 3).reshape(-1, 3, 32, 32)
         patches.append(p)
         labels.append(np.full(len(p), k))
-    return discrete_dataset("sample_patches", np.concatenate(patches), d, labels=np.concatenate(labels),
+    return discrete_dataset("grid_patches", np.concatenate(patches), d, labels=np.concatenate(labels),
                             class_names=("china", "flower"))
 
 
 @pytest.fixture
 def patches_registered():
-    register_dataset("sample_patches", sample_image_patches)
+    register_dataset("grid_patches", sample_image_patches)
     yield
-    unregister_dataset("sample_patches")
+    unregister_dataset("grid_patches")
 
 
 def test_a_colour_data_set_is_one_function_and_one_registration(patches_registered):
     cfg = get_default_config()
-    cfg.data.dataset, cfg.data.image_size, cfg.data.num_channels = "sample_patches", 32, 3
+    cfg.data.dataset, cfg.data.image_size, cfg.data.num_channels = "grid_patches", 32, 3
     validate_data(cfg)                                  # the schema knows the new name
     ds = get_dataset(cfg)
     assert ds.shape == (3, 32, 32) and ds.num_levels == 256 and ds.discrete
@@ -55,9 +55,9 @@ def test_a_colour_data_set_is_one_function_and_one_registration(patches_register
 
 def test_registry_refuses_duplicates_and_unknown_names(patches_registered):
     with pytest.raises(ValueError, match="already registered"):
-        register_dataset("sample_patches", sample_image_patches)
+        register_dataset("grid_patches", sample_image_patches)
     with pytest.raises(ValueError, match="already registered"):
-        register_dataset("digits", sample_image_patches)
+        register_dataset("sample_patches", sample_image_patches)
     cfg = get_default_config()
     cfg.data.dataset = "no_such_set"
     with pytest.raises(ConfigError, match="config.data.dataset must be one of"):
@@ -75,7 +75,7 @@ def test_one_source_of_labels_and_levels():
     ds = get_dataset(cfg)
     assert ds.labels is None and ds.num_levels is None and not ds.discrete
     assert set(DATASETS) >= {"moons", "8gaussians", "checkerboard", "swissroll", "mixture", "digits",
-                             "fashion_mnist", "folder", "array"}
+                             "fashion_mnist", "sample_patches", "folder", "array"}
 
 
 def test_uint8_vectors_from_an_array_are_discrete(tmp_path):
@@ -87,3 +87,25 @@ def test_uint8_vectors_from_an_array_are_discrete(tmp_path):
     assert not ds.is_image and ds.num_levels == 256 and ds.num_classes == 2
     back = torch.cat([model_to_uint8(ds.train), model_to_uint8(ds.test)]).numpy()
     assert sorted(map(tuple, back)) == sorted(map(tuple, a))
+
+
+def test_sample_patches_train_and_test_share_no_pixel():
+    """The registered colour set: each patch is the photograph's pixels at its seeded corner, train
+    corners lie left of column 480 and test corners right of it (so no pixel is in both), labels travel."""
+    from sklearn.datasets import load_sample_images
+    from training.readers import SAMPLE_PATCH_TEST_COLUMN, sample_patch_corners
+    cfg = get_default_config()
+    cfg.data.dataset, cfg.data.image_size, cfg.data.num_channels = "sample_patches", 32, 3
+    ds = get_dataset(cfg)
+    assert ds.shape == (3, 32, 32) and ds.num_levels == 256 and ds.class_names == ("china", "flower")
+    images = load_sample_images().images
+    tr, te = sample_patch_corners(cfg.data.split_seed, ds.train.shape[0], ds.test.shape[0])
+    assert (tr[:, 2] + 32 <= SAMPLE_PATCH_TEST_COLUMN).all() and (te[:, 2] >= SAMPLE_PATCH_TEST_COLUMN).all()
+    assert len({tuple(c) for c in tr}) > 0.99 * len(tr)          # seeded, spread corners
+    for x, y, corners in ((ds.train, ds.train_labels, tr), (ds.test, ds.test_labels, te)):
+        u = model_to_uint8(x).permute(0, 2, 3, 1).numpy()
+        for i in range(0, len(corners), 97):
+            k, r, c = corners[i]
+            assert (u[i] == images[k][r:r + 32, c:c + 32]).all() and y[i] == k
+    cfg.data.split_seed = 1                                       # another seed: other corners
+    assert not torch.equal(get_dataset(cfg).train[:10], ds.train[:10])

@@ -36,7 +36,7 @@ from .levels import (declared_levels, dequantize, levels_of_uint8, levels_to_mod
                      model_to_levels, model_to_uint8, uint8_to_model)
 from .readers import (FASHION_MNIST_DIR, load_array, load_array_labels, load_digits_labels, load_digits_levels,
                       load_digits_uint8, load_fashion_mnist, load_fashion_mnist_labels, load_image_folder,
-                      load_labelled_image_folder)
+                      load_labelled_image_folder, load_sample_patches)
 from .toy import TOY_SETS, mixture_distribution, mixture_samples, toy_2d  # noqa: F401 (re-exported)
 
 Tensor = torch.Tensor
@@ -250,6 +250,22 @@ def fashion_mnist(d) -> Dataset:
     labels = load_fashion_mnist_labels(directory)
     kw = {} if labels is None else dict(train_labels=labels[0], test_labels=labels[1], num_classes=10)
     return Dataset("fashion_mnist", uint8_to_model(tr), uint8_to_model(te), is_image=True, eight_bit=True, **kw)
+
+
+#: train and test patches of `sample_patches`
+SAMPLE_PATCHES = (2000, 500)
+
+
+@register_dataset("sample_patches")
+def sample_patches(d) -> Dataset:
+    """32x32 RGB patches of sklearn's two photographs, test patches from a region train never sees; labelled."""
+    # corners seeded by data.split_seed (training.readers.sample_patch_corners); 8-bit, or data.num_levels
+    tr, te, ytr, yte = load_sample_patches(d.split_seed, *SAMPLE_PATCHES)
+    levels = declared_levels(d)
+    return Dataset("sample_patches", levels_of_uint8(tr, levels, "sample_patches"),
+                   levels_of_uint8(te, levels, "sample_patches"), is_image=True, eight_bit=True,
+                   num_levels=levels or 256, train_labels=torch.as_tensor(ytr), test_labels=torch.as_tensor(yte),
+                   num_classes=2, class_names=("china", "flower"))
 
 
 @register_dataset("folder")

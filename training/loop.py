@@ -40,6 +40,7 @@ from .ema import EMA
 from .workdir import WorkdirLock, clean_stale_temp
 from .losses import get_cold_loss_fn, get_loss_fn
 from .labels import check_labels, drop_labels
+from .prompts import VOCAB_FILE, PromptStream, prompt_spec, prompt_training_set, uses_prompts
 from .monitor import Monitor
 from .threads import ThreadGovernor
 from configs.errors import InputError
@@ -78,10 +79,11 @@ def build_optimizer(config, model: nn.Module) -> torch.optim.Optimizer:
                             weight_decay=t.weight_decay, foreach=True)
 
 
-def build_state(config, device: Optional[torch.device] = None) -> TrainState:
-    """Fresh model (seeded; initialised on the CPU, so identical on every device), EMA, optimiser."""
+def build_state(config, device: Optional[torch.device] = None, objective=None) -> TrainState:
+    """Fresh model (seeded; initialised on the CPU, so identical on every device), EMA, optimiser.
+    `objective` (e.g. `training.latent.AutoencoderObjective`) builds another network than the score net."""
     torch.manual_seed(config.seed)
-    model = get_model(config)
+    model = get_model(config) if objective is None else objective.build(config)
     if device is not None:
         model = model.to(device)
     if config.training.channels_last:
@@ -127,11 +129,13 @@ def _per_rank(value, rank, world_size):
 def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optional[int] = None,
           world_size: Optional[int] = None, wrap_model: Optional[Callable[[nn.Module], nn.Module]] = None,
           progress: Optional[bool] = None, on_samples: Optional[Callable] = None,
-          resume_from: Optional[int] = None, adapt_threads: bool = False) -> TrainState:
+          resume_from: Optional[int] = None, adapt_threads: bool = False, objective=None) -> TrainState:
     """Train (or resume) the score model of `config` in `workdir`; return the final state.
 
     `adapt_threads` (run.py passes it for `training.num_threads=-1` in one process): torch's thread
     count follows the CPUs other processes leave free (`training.threads.ThreadGovernor`).
+    `objective` replaces the score model and its loss by `objective.build(config)` and
+    `objective.loss(model, x, generator)` (held-out: `objective.heldout`), e.g. an autoencoder.
 
     Resumes from the latest checkpoint, or from step `resume_from` when every later checkpoint is
     unreadable (those are kept as `<name>.corrupt`; a readable later one is an InputError).
@@ -162,6 +166,8 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optiona
     precision = tcfg.precision
     sde = sde_lib.get_sde(config)
     dataset = dataset if dataset is not None else get_dataset(config)
+    if uses_prompts(config):        # prompt-conditional: held-out combinations leave the train split
+        dataset = prompt_training_set(dataset, prompt_spec(config))
     is_main = rank == 0
     ckpt_dir = os.path.join(workdir, "checkpoints")
     lock = None
@@ -171,20 +177,22 @@ def train(config, workdir: str, dataset: Optional[Dataset] = None, rank: Optiona
     try:
         if is_main:
             clean_stale_temp(ckpt_dir, all_pids=True)   # we hold the lock: no one else writes here
+            if uses_prompts(config):
+                prompt_spec(config).save(os.path.join(workdir, VOCAB_FILE))
         distributed.barrier()
         return _train(config, workdir, dataset, sde, device, precision, rank, world_size, wrap_model,
-                      progress, on_samples, Monitor, resume_from, adapt_threads)
+                      progress, on_samples, Monitor, resume_from, adapt_threads, objective)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _train(config, workdir, dataset, sde, device, precision, rank, world_size, wrap_model, progress,
-           on_samples, Monitor, resume_from=None, adapt_threads=False) -> TrainState:
+           on_samples, Monitor, resume_from=None, adapt_threads=False, objective=None) -> TrainState:
     tcfg = config.training
     is_main = rank == 0
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    state = build_state(config, device)
+    state = build_state(config, device, objective)
     model, ema, opt = state.model, state.ema, state.optimizer
     scaler = grad_scaler(device, precision)
     seed = config.seed
@@ -248,8 +256,10 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
         train_model = torch.compile(train_model)
     if precision != "fp32":
         train_model = AutocastModule(train_model, device, precision)
-    degradation = sde_lib.get_degradation(config, sde)
-    if degradation is None:
+    degradation = sde_lib.get_degradation(config, sde) if objective is None else None
+    if objective is not None:   # another network and loss, e.g. an autoencoder: loss_fn(model, x, gen)
+        score_fn, loss_fn = train_model, objective.loss
+    elif degradation is None:
         score_fn = get_score_fn(sde, train_model, train=True)
         loss_fn = get_loss_fn(sde, tcfg.continuous, tcfg.reduce_mean, tcfg.likelihood_weighting,
                               tcfg.importance_sampling)
@@ -257,11 +267,11 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
         score_fn = get_restore_fn(train_model, train=True)
         loss_fn = get_cold_loss_fn(degradation, config.cold.loss)
     # discrete data: train on uniformly dequantised values, the density that eval scores
-    levels = getattr(dataset, "num_levels", None) if tcfg.dequantize else None
+    levels = getattr(dataset, "num_levels", None) if tcfg.dequantize and objective is None else None
     params = [p for p in model.parameters() if p.requires_grad]
     data = _place_data(dataset.train, device)
     channels_last = tcfg.channels_last and data.dim() == 4
-    monitor = Monitor(config, sde, dataset, ema, device, workdir, on_samples) if is_main else None
+    monitor = Monitor(config, sde, dataset, ema, device, workdir, on_samples, objective) if is_main else None
     # class-conditional training: batch labels, dropped to the null label with
     # probability training.label_dropout (classifier-free guidance)
     num_classes = config.model.num_classes
@@ -269,6 +279,11 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
         check_labels(dataset, num_classes)
         label_dropout = tcfg.label_dropout
         train_labels = dataset.train_labels.to(data.device)
+    prompts = None
+    if uses_prompts(config):        # a random paraphrase per image, the empty prompt w.p. label_dropout
+        if dataset.train_labels is None:
+            raise InputError(f"prompts need class labels, but data set {dataset.name!r} has none")
+        prompts = PromptStream(prompt_spec(config), dataset.train, dataset.train_labels)
 
     def snapshot(step, protect):
         if not _weights_finite(model, ema.model):
@@ -313,6 +328,9 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
             if num_classes:
                 y = drop_labels(train_labels[idx].to(device, non_blocking=True), label_dropout, num_classes,
                                 noise_gen)
+                loss = loss_fn(lambda xt, t: score_fn(xt, t, y=y), x, noise_gen)
+            elif prompts is not None:
+                y = prompts(idx, noise_gen, tcfg.label_dropout).to(device)
                 loss = loss_fn(lambda xt, t: score_fn(xt, t, y=y), x, noise_gen)
             else:
                 loss = loss_fn(score_fn, x, noise_gen)

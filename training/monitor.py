@@ -24,8 +24,9 @@ from .losses import discrete_levels, discrete_loss_scale, dsm_loss_per_sample
 
 
 class Monitor:
-    def __init__(self, config, sde, dataset, ema, device, workdir, on_samples=None):
+    def __init__(self, config, sde, dataset, ema, device, workdir, on_samples=None, objective=None):
         t = config.training
+        self.objective = objective      # held-out objective.heldout instead of the DSM loss; no samples
         self.config, self.sde, self.ema, self.device = config, sde, ema, device
         self.eval_freq, self.sample_freq = int(t.get("eval_freq", 0)), int(t.get("sample_freq", 0))
         self.on_samples = on_samples
@@ -40,7 +41,8 @@ class Monitor:
             if metrics is not None:
                 metrics.write(json.dumps({"step": step, "eval_loss": mean, "eval_loss_stderr": se}) + "\n")
                 metrics.flush()
-        if self.sample_freq and step % self.sample_freq == 0 and self.on_samples is not None:
+        if self.sample_freq and step % self.sample_freq == 0 and self.on_samples is not None \
+                and self.objective is None:
             self.on_samples(step, self.samples())
 
     @torch.no_grad()
@@ -54,6 +56,9 @@ class Monitor:
         for i in range(0, self.heldout.shape[0], self.batch_size):
             x0 = self.heldout[i:i + self.batch_size].to(self.device)
             B = x0.shape[0]
+            if self.objective is not None:
+                losses.append(self.objective.heldout(self.ema.model, x0, gen).double().cpu())
+                continue
             if tc.continuous:
                 t = self.sde.eps + (self.sde.T - self.sde.eps) * torch.rand(B, generator=gen, device=x0.device)
             else:

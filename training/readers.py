@@ -198,3 +198,36 @@ def load_array_labels(path: str, n: int) -> Optional[np.ndarray]:
         raise InputError(f"{path!r}: label array {key!r} must hold {n} non-negative integers (one per example), "
                          f"got shape {y.shape}, dtype {y.dtype}")
     return y.astype(np.int64)
+
+
+#: sklearn's sample photographs are cut into train patches left of this column and test patches right of it
+SAMPLE_PATCH_TEST_COLUMN = 480
+
+
+def sample_patch_corners(seed: int, n_train: int, n_test: int, size: int = 32) -> Tuple[np.ndarray, np.ndarray]:
+    """Top-left corners `(image, row, col)` int64 `[n, 3]` of the train and test patches of
+    `load_sample_patches`: drawn uniformly with `seed`, `n/2` per photograph, train patches inside
+    columns `[0, 480)` and test patches inside `[480, 640)` of each photograph, so no pixel is in both."""
+    rng = np.random.default_rng(seed)
+
+    def corners(n, col_lo, col_hi):
+        image = np.arange(n) % 2
+        row = rng.integers(0, 427 - size + 1, n)
+        col = rng.integers(col_lo, col_hi - size + 1, n)
+        return np.stack([image, row, col], 1).astype(np.int64)
+
+    return corners(n_train, 0, SAMPLE_PATCH_TEST_COLUMN), corners(n_test, SAMPLE_PATCH_TEST_COLUMN, 640)
+
+
+def load_sample_patches(seed: int, n_train: int, n_test: int, size: int = 32):
+    """`size`x`size` RGB patches (uint8 `[n, 3, size, size]`) of sklearn's two bundled photographs
+    (china, flower; 427x640 each) at the corners of `sample_patch_corners`: (train, test, train
+    labels, test labels), the label being the photograph."""
+    from sklearn.datasets import load_sample_images
+    images = load_sample_images().images
+    out = []
+    for c in sample_patch_corners(seed, n_train, n_test, size):
+        a = np.stack([images[k][r:r + size, q:q + size] for k, r, q in c]).transpose(0, 3, 1, 2)
+        out.append((np.ascontiguousarray(a), c[:, 0].copy()))
+    (tr, ytr), (te, yte) = out
+    return tr, te, ytr, yte
