@@ -77,7 +77,11 @@ def train_cmd(workdir: str, steps: int, threads):
 
 def rate(workdir: str) -> float:
     """Training steps/s between the first and last logged step (no imports, data loading, warm-up)."""
-    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl")) if '"loss"' in line]
+    path = os.path.join(workdir, "metrics.jsonl")
+    rows = [json.loads(line) for line in open(path)] if os.path.exists(path) else []
+    rows = [r for r in rows if "loss" in r]
+    if len(rows) < 2:                     # capped before two logged steps: not even 10 steps in the cap
+        return float("nan")
     first, last = rows[0], rows[-1]
     return (last["step"] - first["step"]) / max(last["time"] - first["time"], 1e-9)
 
@@ -88,7 +92,7 @@ def env_for(extra: dict) -> dict:
     return env
 
 
-def run_once(tmp: str, steps: int, threads, extra_env: dict, condition: str) -> dict:
+def run_once(tmp: str, steps: int, threads, extra_env: dict, condition: str, max_seconds: float) -> dict:
     load = os.getloadavg()[0]
     wd = tempfile.mkdtemp(dir=tmp)
     shutil.rmtree(wd)
@@ -104,16 +108,19 @@ def run_once(tmp: str, steps: int, threads, extra_env: dict, condition: str) -> 
         if other is not None:
             time.sleep(3.0)            # let the competitor get going (imports) before timing
         t0 = time.perf_counter()
+        run = subprocess.Popen(train_cmd(wd, steps, threads), cwd=ROOT, env=env_for(extra_env),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if condition == "late":        # the competitor starts after the run, once it is training
-            run = subprocess.Popen(train_cmd(wd, steps, threads), cwd=ROOT, env=env_for(extra_env),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             time.sleep(LATE)
             other = subprocess.Popen([sys.executable, "-c", SPIN])
+        capped = False
+        try:
+            out, err = run.communicate(timeout=max_seconds)
+        except subprocess.TimeoutExpired:     # a collapsed run: stop it, rate from the steps it logged
+            run.kill()
             out, err = run.communicate()
-            proc = subprocess.CompletedProcess(run.args, run.returncode, out, err)
-        else:
-            proc = subprocess.run(train_cmd(wd, steps, threads), cwd=ROOT, env=env_for(extra_env),
-                                  capture_output=True, text=True)
+            capped = True
+        proc = subprocess.CompletedProcess(run.args, 0 if capped else run.returncode, out, err)
         wall = time.perf_counter() - t0
     finally:
         if other is not None:
@@ -121,7 +128,7 @@ def run_once(tmp: str, steps: int, threads, extra_env: dict, condition: str) -> 
             other.wait()
     if proc.returncode != 0:
         raise RuntimeError(f"training failed:\n{proc.stderr[-2000:]}")
-    return {"steps_per_s": rate(wd), "wall_s": wall, "load_before": load}
+    return {"steps_per_s": rate(wd), "wall_s": wall, "load_before": load, "capped": capped}
 
 
 def main(argv=None):
@@ -129,6 +136,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=300, help="training steps per run (the demo trains 1,700)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--conditions", default="quiet,spin,twin,late")
+    p.add_argument("--settings", default="", help="comma-separated setting names to run (default: all)")
+    p.add_argument("--max-seconds", type=float, default=120.0,
+                   help="stop a run after this many seconds (collapsed runs); its rate is from the steps it logged")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "demo_threads.json"))
     a = p.parse_args(argv)
     conditions = [c.strip() for c in a.conditions.split(",") if c.strip()]
@@ -141,18 +151,23 @@ def main(argv=None):
         for rep in range(a.repeats):              # repeats alternate over every cell (drift hits all alike)
             for condition in conditions:
                 for name, threads, extra in settings():
-                    r = run_once(tmp, a.steps, threads, extra, condition)
+                    if a.settings and name not in a.settings.split(","):
+                        continue
+                    r = run_once(tmp, a.steps, threads, extra, condition, a.max_seconds)
                     r.update({"setting": name, "condition": condition, "repeat": rep,
                               "threads": threads if threads is not None else default_threads(), "env": extra})
                     rows.append(r)
                     print(f"{condition:6s} {name:14s} rep {rep}: {r['steps_per_s']:6.2f} steps/s, "
-                          f"wall {r['wall_s']:6.1f} s (load before {r['load_before']:.2f})", flush=True)
+                          f"wall {r['wall_s']:6.1f} s (load before {r['load_before']:.2f})"
+                          f"{' CAPPED' if r['capped'] else ''}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     summary = {}
     for condition in conditions:
         for name, _, _ in settings():
             vals = [r["steps_per_s"] for r in rows if r["condition"] == condition and r["setting"] == name]
+            if not vals:
+                continue
             se = statistics.stdev(vals) / len(vals) ** 0.5 if len(vals) > 1 else float("nan")
             summary[f"{condition} / {name}"] = {"mean_steps_per_s": statistics.mean(vals), "se": se, "n": len(vals)}
     out = {"what": "training part of the demo (run.py --mode train, demo config), steps/s between logged steps",
