@@ -2,8 +2,8 @@
 
 A 0.7M-parameter DDPM++ U-Net (channels 32, multipliers (1, 2), one residual block per
 level, attention at 4x4) trained with the continuous VP loss on sklearn's 8x8 digits,
-batch 64, 1,700 steps. The whole demo (train, sample, eval) took 117 s on 2 quiet CPU
-cores, install not included (docs/bench/demo.md). Every experiment file starts
+batch 64, 1,700 steps. The whole demo (train, sample, eval) took 295 s on 2 quiet CPU
+cores, install not included (117 s on a faster day; docs/bench/demo.md). Every experiment file starts
 from `get_default_config()` and changes what differs. Any field can be overridden on
 the command line: `python run.py --config configs/x.py --config.training.n_iters=2000`.
 """
