@@ -211,3 +211,83 @@ def test_inpaint_replacement_selects_the_component_the_observation_implies():
     x, _ = inpaint(sde, gm.score_fn(sde), xk, torch.tensor([True, False]), sampler="reverse_diffusion",
                    steps=100, generator=torch.Generator().manual_seed(7))
     assert (x[:, 1] > 0).double().mean() > 0.9
+
+
+# ---- classifier-free guidance over an empty prompt, every sampler, on the exact oracle -----------
+
+PROMPTED = GaussianMixture(torch.tensor([0.3, 0.3, 0.4]), torch.tensor([[-4.0, 0.0], [4.0, 0.0], [0.0, 4.0]]),
+                           torch.tensor([[[1.0, 0.5], [0.5, 0.6]], [[0.4, -0.2], [-0.2, 0.9]], [[0.7, 0.0], [0.0, 0.3]]]))
+PER_PROMPT = 200
+# Budgets of the CFG test (about 5 s for all samplers together); a sampler added later runs with steps=60
+CFG_OPTIONS = {
+    "euler_maruyama": dict(steps=60), "pc": dict(steps=30, corrector="annealed_langevin", step_size=0.1),
+    "ancestral": dict(steps=60), "reverse_diffusion": dict(steps=60),
+    "annealed_langevin": dict(steps=15, corrector_steps=10, step_size=0.5), "ddim": dict(steps=25),
+    "euler_ancestral": dict(steps=80), "heun": dict(steps=12), "edm": dict(steps=18), "ode": dict(rtol=1e-2, atol=1e-2),
+    "sde": dict(method="euler", steps=60), "dpm_solver": dict(steps=12), "dpmpp_2m": dict(steps=15),
+    "dpmpp_3m": dict(steps=15), "dpmpp_2m_sde": dict(steps=40), "unipc": dict(steps=15)}
+
+
+def prompted_scores(gm, sde, prompts):
+    """(cond, uncond): the exact score of component prompts[b] for sample b (prompt k names component k),
+    and the empty prompt's, the mixture score: the two halves of a prompt net under CFG."""
+    comps = [gm.component(k).score_fn(sde) for k in range(gm.K)]
+    uncond = gm.score_fn(sde)
+    rows = torch.arange(prompts.shape[0])
+
+    def cond(x, t):
+        return torch.stack([c(x, t) for c in comps])[prompts, rows]
+    return cond, uncond
+
+
+def moments_match(x, mean, cov, n):
+    """|mean error| < 4 SE + 0.05 per coordinate and |cov error| < 4 SE + 0.08 per entry (sample moments)."""
+    m, c = x.mean(0), torch.cov(x.T)
+    var = torch.diagonal(cov)
+    se_c = ((var[:, None] * var[None, :] + cov ** 2) / n).sqrt()
+    return bool(((m - mean).abs() < 4 * (var / n).sqrt() + 0.05).all() and ((c - cov).abs() < 4 * se_c + 0.08).all())
+
+
+def cfg_prompted_run(sampler, w, guidance=classifier_free_guidance):
+    sde = VESDE() if sampler == "annealed_langevin" else VPSDE()
+    prompts = torch.arange(PROMPTED.K).repeat_interleave(PER_PROMPT)
+    cond, uncond = prompted_scores(PROMPTED, sde, prompts)
+    opts = CFG_OPTIONS.get(sampler, dict(steps=60))
+    x, _ = solvers.sample(sde, guidance(cond, uncond, w), (prompts.numel(), 2), sampler,
+                          generator=torch.Generator().manual_seed(4), dtype=F64, **opts)
+    return x, prompts
+
+
+def mixture_moments(gm):
+    mu = (gm.weights[:, None] * gm.means).sum(0)
+    second = (gm.weights[:, None, None] * (gm.covs + gm.means[:, :, None] * gm.means[:, None, :])).sum(0)
+    return mu, second - mu[:, None] * mu[None, :]
+
+
+def cfg_checks(sampler, guidance=classifier_free_guidance):
+    """w = 0: each prompt's samples have its component's mean and covariance; w = -1 (the
+    unconditional score): every prompt's samples have the mixture's."""
+    x, prompts = cfg_prompted_run(sampler, 0.0, guidance)
+    ok0 = [moments_match(x[prompts == k], PROMPTED.means[k], PROMPTED.covs[k], PER_PROMPT) for k in range(PROMPTED.K)]
+    x, prompts = cfg_prompted_run(sampler, -1.0, guidance)
+    mu, cov = mixture_moments(PROMPTED)
+    ok1 = moments_match(x, mu, cov, x.shape[0])
+    return ok0, ok1
+
+
+@pytest.mark.parametrize("sampler", list(solvers.SAMPLERS))
+def test_cfg_over_the_empty_prompt_samples_the_prompted_component(sampler):
+    ok0, ok1 = cfg_checks(sampler)
+    assert all(ok0), f"{sampler}: w = 0 samples off the prompted components {ok0}"
+    assert ok1, f"{sampler}: w = -1 samples off the mixture"
+
+
+def test_cfg_prompt_checks_can_fail():
+    """The same checks reject guidance that swaps the roles (the empty prompt's score at w = 0), and the
+    sign of w flipped ((1 - w) cond + w uncond: at w = -1 it is 2 cond - uncond, not the mixture)."""
+    swapped = lambda cond, uncond, w: classifier_free_guidance(uncond, cond, w)
+    flipped = lambda cond, uncond, w: (lambda x, t: (1 - w) * cond(x, t) + w * uncond(x, t))
+    ok0, _ = cfg_checks("ddim", swapped)
+    assert not any(ok0)
+    ok0, ok1 = cfg_checks("ddim", flipped)
+    assert all(ok0) and not ok1

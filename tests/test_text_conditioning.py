@@ -95,6 +95,8 @@ def test_score_fn_takes_tokens_and_none_is_the_empty_prompt():
 
 
 def test_cfg_over_the_empty_prompt_with_every_sampler():
+    """The prompt net under CFG runs with every sampler (shapes, finite values); that CFG samples the
+    prompted distribution is checked on the exact oracle in tests/test_guidance.py."""
     config = prompt_config()
     net = randomise(models.get_model(config))
     with torch.no_grad():
