@@ -58,7 +58,7 @@ STUDIES = {
         seen=[(0, 0, 1), (1, 2, 2), (2, 1, 0), (3, 2, 1), (4, 0, 1), (5, 1, 2), (6, 2, 0), (7, 0, 2), (8, 1, 1),
               (9, 0, 0)],
         held_out=[(7, 2, 1), (7, 2, 2), (3, 0, 1), (3, 0, 0), (4, 1, 2), (4, 0, 2)],
-        per_prompt=20, steps=50, judge="classifier", clip_scales=(1, 3, 10),
+        per_prompt=20, steps=50, judge="classifier", clip_scales=(1, 3, 10), feature_epochs=30, cost_reps=30,
         runs=dict(prompts="runs/prompts", cond="runs/cond", onetoken="")),
     # attributes (size, brightness) of configs/fashion_mnist_prompts_vp_ddpmpp.py; held out there: coat:faint,
     # bag:small, dress:bright. Seen combinations: >= 790 train images each.
@@ -66,7 +66,7 @@ STUDIES = {
         seen=[(0, 2, 0), (1, 0, 2), (2, 2, 2), (3, 1, 1), (4, 1, 2), (5, 0, 0), (6, 2, 1), (7, 0, 1), (8, 2, 2),
               (9, 0, 1)],
         held_out=[(4, 2, 0), (4, 1, 0), (8, 0, 1), (8, 0, 2), (3, 0, 2), (3, 1, 2)],
-        per_prompt=10, steps=25, judge="features", clip_scales=(1, 3, 10),
+        per_prompt=10, steps=25, judge="features", clip_scales=(1, 3, 10), feature_epochs=8, cost_reps=10,
         runs=dict(prompts="runs/fm_prompts", cond="runs/fm_cond", onetoken="")),
 }
 FLOOR = "train images of the prompts' combinations (floor)"
@@ -104,7 +104,7 @@ def scores(x, y, bins_wanted, group, judge, spec, feats, ref_feats, seed=0):
 
 def get_judge(study, ds, sde, args):
     """(predict(x) -> labels `[B]`, description): the digits' clean-data classifier trained in the
-    class-conditional run (configs/digits_classifier.py), or the shared FeatureNet classifier (8 epochs)."""
+    class-conditional run (configs/digits_classifier.py), or the FeatureNet classifier of the FD features."""
     if study["judge"] == "classifier":
         judge, ckpt = restore_classifier(load_config(args.judge_config), args.cond)
         fn = models.get_classifier_fn(sde, judge, noise_conditional=False)
@@ -113,8 +113,8 @@ def get_judge(study, ds, sde, args):
             with torch.no_grad():
                 return fn(x, torch.zeros(x.shape[0])).argmax(1)
         return predict, {"judge": ckpt}
-    fx = get_feature_extractor(ds, ds.labels, "", FeatureSettings(epochs=8))
-    return fx.predict, {"judge": "FeatureNet (evaluation/features.py), FeatureSettings(epochs=8)",
+    fx = get_feature_extractor(ds, ds.labels, "", FeatureSettings(epochs=study["feature_epochs"]))
+    return fx.predict, {"judge": f"FeatureNet (evaluation/features.py), FeatureSettings(epochs={study['feature_epochs']})",
                         "judge_test_accuracy": fx.info.get("test_accuracy")}
 
 
@@ -165,7 +165,7 @@ def main(dataset, argv=None):
     ds = get_dataset(config)
     L = ds.num_levels
     judge, judge_info = get_judge(st, ds, sde, args)
-    fx = get_feature_extractor(ds, ds.labels)
+    fx = get_feature_extractor(ds, ds.labels, "", FeatureSettings(epochs=st["feature_epochs"]))
     ref_feats = fx.features(ds.test)
     seen, held = st["seen"], st["held_out"]
     report.update(prompts_run=run.checkpoint, cond_run=cond.checkpoint, prompts_step=run.step, cond_step=cond.step,
@@ -234,7 +234,7 @@ def main(dataset, argv=None):
         onetoken_rows(args, report, samples, sde, spec, draw, judge, fx, ref_feats)
         save()
     if "cost" not in report:
-        report["cost"] = cost(run.model, cond.model, sde, ds.shape)
+        report["cost"] = cost(run.model, cond.model, sde, ds.shape, reps=st["cost_reps"])
         save()
     figures(report, samples, out, dataset, spec, seen, held, args.per_prompt)
     print(json.dumps(report["cost"]))
