@@ -75,15 +75,17 @@ def figures(report, samples, out, dataset, spec, seen, held, per_prompt, per_cel
     if not samples:
         return
     keys = list(samples)
-    fig, axes = plt.subplots(1, len(keys), figsize=(2.2 * len(keys), 3))
-    for ax, key in zip(axes if len(keys) > 1 else [axes], keys):
-        x = samples[key][::max(1, samples[key].shape[0] // 40)][:40]
-        ax.imshow(_tile(x, 5), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(f"{key[0]}\n{key[1]}", fontsize=6)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, f"prompts_{dataset}_grids.png"), dpi=110)
-    plt.close(fig)
+    H = samples[keys[0]].shape[-1]
+    if H <= 8:       # small images: also one panel per method and split (larger ones: the prompt grid only)
+        fig, axes = plt.subplots(1, len(keys), figsize=(2.2 * len(keys), 3))
+        for ax, key in zip(axes if len(keys) > 1 else [axes], keys):
+            x = samples[key][::max(1, samples[key].shape[0] // 40)][:40]
+            ax.imshow(_tile(x, 5), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(f"{key[0]}\n{key[1]}", fontsize=6)
+            ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, f"prompts_{dataset}_grids.png"), dpi=110)
+        plt.close(fig)
     prompt_grid(samples, os.path.join(out, f"prompts_{dataset}_prompt_grid.png"), spec, seen, held, per_prompt, per_cell)
 
 
@@ -105,9 +107,10 @@ def prompt_grid(samples, path, spec, seen, held, per_prompt, per_cell=5):
             tile = _tile(x, k)[:H + 1]
             c0 = j * (k * (W + 1) + gap)
             canvas[r * (H + 1):r * (H + 1) + tile.shape[0], c0:c0 + tile.shape[1]] = tile
-    inch = 0.45 / (H + 1)            # one image about 0.45 inch high
+    dpi, px = 100, -(-48 // (H + 1))          # whole output pixels per image pixel, images about 48 px high
+    inch = px / dpi
     fig, ax = plt.subplots(figsize=(3.2 + inch * canvas.shape[1], 1.4 + inch * canvas.shape[0]))
-    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1)
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_yticks([(r + 0.5) * (H + 1) for r in range(len(prompts))])
     ax.set_yticklabels([f"{p}{' (held out)' if s == 'held_out' else ''}" for p, s, _ in prompts], fontsize=7)
     ax.set_xticks([(j + 0.5) * (k * (W + 1) + gap) for j in range(len(methods))])
@@ -116,5 +119,5 @@ def prompt_grid(samples, path, spec, seen, held, per_prompt, per_cell=5):
     for s in ax.spines.values():
         s.set_visible(False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)

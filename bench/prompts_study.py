@@ -40,6 +40,7 @@ from evaluation.metrics import frechet_distance
 from models.contrastive import get_similarity_fn
 from runner import load_run
 from runner.config_io import load_config
+from runner.rundir import load_saved_config
 from training.classifier import restore_classifier
 from training.contrastive import restore_contrastive
 from training.data import get_dataset
@@ -133,6 +134,7 @@ def parse(dataset, argv=None):
     p.add_argument("--samples", default=os.path.join("runs", f"prompts_{dataset}_samples.pt"),
                    help="every drawn sample, for the figures")
     p.add_argument("--table", action="store_true", help="print the markdown tables of the saved JSON and stop")
+    p.add_argument("--figures", action="store_true", help="redraw the figures from the saved JSON and --samples, stop")
     p.add_argument("--out", default=OUT, help="results folder (default bench/results)")
     return p.parse_args(argv)
 
@@ -144,6 +146,11 @@ def main(dataset, argv=None):
     json_path = os.path.join(out, f"prompts_{dataset}.json")
     if args.table:
         print(tables(json.load(open(json_path))))
+        return
+    if args.figures:
+        report = json.load(open(json_path))
+        spec = prompt_spec(load_saved_config(args.prompts))
+        figures(report, torch.load(args.samples), out, dataset, spec, st["seen"], st["held_out"], report["per_prompt"])
         return
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     report = json.load(open(json_path)) if os.path.exists(json_path) and not args.fresh else {"results": []}
