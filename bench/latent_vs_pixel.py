@@ -47,7 +47,8 @@ def fmt(v, digits=3):
 
 def part_report(a, res):
     """Markdown tables of the JSON (<out>.md), pasted into docs/bench/latent-vs-pixel.md."""
-    lines = ["| beta | -log p(x\\|z) bits/dim | KL bits/dim | PSNR dB | latent std | scale |", "|---|---|---|---|---|---|"]
+    lines = ["| beta | -log p(x\\|z) bits/dim | KL bits/dim | PSNR dB | latent std | scale |", "|---|---|---|---|---|---|"] \
+        if res.get("beta") else []
     for k, r in res.get("beta", {}).items():
         lines.append(f"| {r['beta']:g} | {fmt(r['rec_bpd'])} | {fmt(r['kl_bpd'])} | {fmt(r['psnr_db'], 2)} | "
                      f"{r['latent_std']:.3f} | {r['scale']:.3f} |")
