@@ -70,7 +70,7 @@ from runner.train import run_train
 from runner.train_classifier import run_train_classifier
 from training import NonFiniteLossError, distributed
 from training.checkpoint import find_checkpoint
-from training.loop import check_workdir
+from training.workdir import check_workdir
 from training.workdir import clean_stale_temp
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", "default.py")

@@ -4,7 +4,8 @@ work, its saved scale factor, and its likelihood bound in `--mode eval`.
 A latent run is one with `data.autoencoder` set (docs/guide/latent.md). Its first train estimates the
 scale factor s = 1 / std(latents) from the autoencoder's cached latents and saves it as
 `workdir/latent.json` (with the autoencoder checkpoint's content hash); every later mode uses that saved
-s and refuses an autoencoder whose checkpoint has changed since.
+s and refuses an autoencoder whose checkpoint has changed since. Under torchrun the bound's batches are
+dealt over the ranks and gathered on rank 0 (the same numbers for any process count).
 """
 from __future__ import annotations
 
@@ -25,12 +26,13 @@ from training import train
 from training.prompts import uses_prompts
 from training.checkpoint import find_checkpoint
 from training.data import get_dataset, model_to_levels
+from training.distributed import all_gather_objects
 from training.latent import (AutoencoderObjective, check_latent_shape, check_scale, latent_dataset,
                              load_autoencoder, pixel_config, read_autoencoder_info, write_autoencoder_info,
                              write_json_atomic)
 from training.workdir import WorkdirLock
 
-from .common import batches, restored_score_fn, run_dir, setup
+from .common import batches, gather, restored_score_fn, run_dir, setup
 from .figures import save_loss_plot
 from .rundir import save_config
 
@@ -140,15 +142,23 @@ def run_latent_eval(config, workdir, checkpoint=None):
     n, L = x0.shape[0], pixels.num_levels
     eps = sde.eps if e.eps is None else float(e.eps)
     ode = dict(trace=e.trace, probes=e.probes, method=e.method, rtol=e.rtol, atol=e.atol, eps=eps)
-    parts, nfe, t0 = [], 0, time.time()
+    # batches dealt over the ranks; batch b's draws come from its own generator (seed, b's first row), so
+    # the numbers are the same whatever the process count; rank 0 gathers the rows
+    keys = ("rec", "log_q", "neg_log_pz", "bound")
+    rows, nfe, mine_count, t0 = torch.empty(n, len(keys), dtype=torch.float64), 0, 0, time.time()
     for lo, hi, mine in batches(n, e.batch_size):
-        gen = torch.Generator().manual_seed(e.seed * 1_000_003 + lo)
-        log_pz = partial(codec.log_pz, sde, score_fn, **ode, generator=gen)
-        res = latent_bound(x0[lo:hi].to(device), codec.posterior, codec.log_px, log_pz, samples=e.repeats,
-                           generator=gen)
-        parts.append(res.per_example)
-        nfe += res.nfe
-    per = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        cols = torch.zeros(len(mine), len(keys), dtype=torch.float64)
+        if len(mine):
+            gen = torch.Generator().manual_seed(e.seed * 1_000_003 + mine.start)
+            log_pz = partial(codec.log_pz, sde, score_fn, **ode, generator=gen)
+            res = latent_bound(x0[mine.start:mine.stop].to(device), codec.posterior, codec.log_px, log_pz,
+                               samples=e.repeats, generator=gen)
+            cols = torch.stack([res.per_example[k] for k in keys], 1)
+            nfe, mine_count = nfe + res.nfe, mine_count + 1
+        rows[lo:hi] = gather(cols.to(device), lo, hi, e.batch_size).cpu()
+    counts = all_gather_objects((nfe, mine_count))
+    nfe = sum(c[0] for c in counts)          # batched score calls summed over ranks
+    per = {k: rows[:, j] for j, k in enumerate(keys)}
 
     def mean_se(v):
         return {"bits_per_dim": v.mean().item(), "stderr": (v.std() / math.sqrt(v.numel())).item()}
@@ -168,6 +178,7 @@ def run_latent_eval(config, workdir, checkpoint=None):
     out = os.path.join(run_dir(workdir, "eval", step, f"latent_bound-{e.trace}"), "eval.json")
     if not here.is_main:
         return None
+    report["world_size"], report["batches_per_rank"] = here.world_size, [c[1] for c in counts]
     with open(out, "w") as f:
         json.dump(report, f, indent=2)
     t = report["terms"]

@@ -119,3 +119,26 @@ def test_latent_bad_inputs(ae_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "prompts (model.text_vocab_size=64" in err and "latent runs" in err, err
     assert not os.path.exists(wd)
+
+
+@pytest.mark.slow
+def test_latent_eval_is_the_same_with_1_and_2_processes(ae_run, tmp_path):
+    """torchrun deals the bound's batches over the ranks (each batch drawing from its own generator) and
+    rank 0 gathers the rows: the report equals one process's, with every rank doing only its batches."""
+    from tests.test_distributed import torchrun
+    wd = str(tmp_path / "lat")
+    assert run.main(["--config", LATENT, "--workdir", wd, f"--config.data.autoencoder={ae_run}", "--mode", "train"]
+                    + TINY_SCORE) == 0
+    opts = ["--mode", "eval", "--config.eval.num_samples=5", "--config.eval.batch_size=2", "--config.eval.repeats=2",
+            "--config.eval.rtol=1e-2", "--config.eval.atol=1e-2"] + TINY_SCORE[:2]
+    assert run.main(["--workdir", wd] + opts) == 0
+    one = json.load(open(latest(wd, "eval", "eval.json")))
+    torchrun(2, "--workdir", wd, *opts)
+    two = json.load(open(latest(wd, "eval", "eval.json")))
+    assert one.get("world_size") == 1 and two["world_size"] == 2 and two["num_examples"] == 5
+    assert one["batches_per_rank"] == [3] and two["batches_per_rank"] == [2, 1]     # rank 0: rows 0-1, 4; rank 1: 2-3
+    for k in ("bits_per_dim", "stderr"):
+        assert two[k] == pytest.approx(one[k], rel=1e-12, abs=1e-12), k
+    for k, v in one["terms"].items():
+        assert two["terms"][k]["bits_per_dim"] == pytest.approx(v["bits_per_dim"], rel=1e-12, abs=1e-12), k
+    assert two["nfe"] == one["nfe"]          # batched score calls summed over ranks: the same work, not twice

@@ -37,7 +37,7 @@ from .device import AutocastModule, grad_scaler, resolve_device
 from .device import generator as device_generator
 from .data import BatchSampler, Dataset, dequantize, get_dataset
 from .ema import EMA
-from .workdir import WorkdirLock, clean_stale_temp
+from .workdir import WorkdirLock, check_workdir, clean_stale_temp, open_metrics
 from .losses import get_cold_loss_fn, get_loss_fn
 from .labels import check_labels, drop_labels
 from .prompts import VOCAB_FILE, PromptStream, prompt_spec, prompt_training_set, uses_prompts
@@ -57,20 +57,6 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     step: int
     checkpoint: Optional[str]
-
-
-def check_workdir(workdir: str) -> None:
-    if not isinstance(workdir, str) or not workdir:
-        raise InputError(f"workdir must be a non-empty path, got {workdir!r}")
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise InputError(f"workdir {workdir!r} exists and is not a directory")
-    parent = os.path.abspath(workdir)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise InputError(f"cannot create workdir {workdir!r}: {parent!r} is a file, not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"workdir {workdir!r}: {parent!r} is not writable by this user")
 
 
 def build_optimizer(config, model: nn.Module) -> torch.optim.Optimizer:
@@ -308,7 +294,7 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
     from tqdm import tqdm
     bar = tqdm(total=tcfg.n_iters, initial=state.step, disable=not (progress and is_main),
                desc="train", dynamic_ncols=True, leave=True)
-    metrics = _open_metrics(os.path.join(workdir, "metrics.jsonl")) if is_main else None
+    metrics = open_metrics(os.path.join(workdir, "metrics.jsonl")) if is_main else None
     # `good`: last checkpoint with finite weights whose weights also gave a finite loss;
     # `pending`: written, but its loss is not known yet (it is the next step's loss).
     good, pending = state.checkpoint, None
@@ -391,16 +377,6 @@ def _train(config, workdir, dataset, sde, device, precision, rank, world_size, w
         if metrics is not None:
             metrics.close()
     return state
-
-
-def _open_metrics(path: str):
-    """metrics.jsonl for appending; a last line cut short by a killed process is ended first."""
-    if os.path.exists(path) and os.path.getsize(path) > 0:
-        with open(path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-    return open(path, "a")
 
 
 def _place_data(train: Tensor, device: torch.device) -> Tensor:

@@ -8,6 +8,9 @@ second live process gets a ValueError naming the workdir and the holder's pid.
 Temporary files are written as `.tmp-<pid>@<host>-<name>` next to their final name and renamed into
 place (`os.replace`, atomic). `clean_stale_temp` removes those whose writer is no longer
 alive (or, with `all_pids=True`, every one: callers that hold the lock know nobody else writes).
+
+`check_workdir` refuses a workdir that cannot be created or written before any work starts;
+`open_metrics` appends to metrics.jsonl, ending a line a killed process cut short.
 """
 from __future__ import annotations
 
@@ -134,3 +137,27 @@ def clean_stale_temp(directory: str, all_pids: bool = False) -> List[str]:
                 except FileNotFoundError:
                     pass
     return removed
+
+
+def check_workdir(workdir: str) -> None:
+    if not isinstance(workdir, str) or not workdir:
+        raise InputError(f"workdir must be a non-empty path, got {workdir!r}")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise InputError(f"workdir {workdir!r} exists and is not a directory")
+    parent = os.path.abspath(workdir)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise InputError(f"cannot create workdir {workdir!r}: {parent!r} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"workdir {workdir!r}: {parent!r} is not writable by this user")
+
+
+def open_metrics(path: str):
+    """metrics.jsonl for appending; a last line cut short by a killed process is ended first."""
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+    return open(path, "a")
