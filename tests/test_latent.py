@@ -163,3 +163,56 @@ def test_autoencoder_learns_the_colour_patches():
         levels = (2 * torch.arange(256.0) + 1) / 256 - 1
         p = discretized_gaussian_log_prob(levels[:, None], m[None], ae.log_sigma[None], 256).exp().sum(0)
     torch.testing.assert_close(p, torch.ones(3), rtol=0, atol=1e-5)
+
+
+class _SpaceToDepth:
+    """A linear, exactly invertible f = 2 "autoencoder": z = pixel_unshuffle(x, 2) (each 2x2 block of a pixel
+    channel becomes 4 latent channels of one latent position), x = pixel_shuffle(z, 2)."""
+    f, num_levels = 2, 256
+
+    def __init__(self, c, h):
+        self.latent_shape = (4 * c, h // 2, h // 2)
+
+    def encode(self, x):
+        z = torch.nn.functional.pixel_unshuffle(x, 2)
+        return z, torch.zeros_like(z)
+
+    def decode(self, z):
+        return torch.nn.functional.pixel_shuffle(z, 2)
+
+
+def test_latent_inpainting_with_a_linear_codec_samples_the_gaussian_conditional():
+    """x ~ N(mu, diag var) on 1x4x4 pixels; the codec z = space-to-depth(x) with scale s = 2.5 and the latent
+    model the exact score of u = s z ~ N(s mu', s^2 var') (mu', var' rearranged alike). Pixels are independent,
+    so the exact conditional of the unobserved pixels is their marginal N(mu, var). The mask observes one whole
+    2x2 block and one pixel of a second block: that second block's latent is sampled (a block is observed only
+    if all its pixels are), its observed pixel is kept from x0 and its three others follow N(mu, var) -- not x0's
+    off-mask values (set to 0.9, far from mu), and not a law scaled by s (the scale divided out once)."""
+    from runner.latent import latent_inpaint
+    from sde_lib import VPSDE
+    N = 400
+    gen = torch.Generator().manual_seed(0)
+    mu = 0.3 * torch.randn(1, 4, 4, generator=gen, dtype=F64)
+    var = (0.05 + 0.1 * torch.rand(1, 4, 4, generator=gen, dtype=F64)) ** 2
+    ae, s = _SpaceToDepth(1, 4), 2.5
+    codec = LatentCodec(ae, s)
+    z_mu, z_var = ae.encode(mu[None])[0][0], ae.encode(var[None])[0][0]
+    gm = GaussianMixture([1.0], (s * z_mu).reshape(1, -1), (s * s * z_var).reshape(1, -1))
+    sde = VPSDE()
+
+    def score_fn(u, t):                       # the mixture's exact score on flat vectors, on [B, 4, 2, 2] latents
+        return gm.score_fn(sde)(u.reshape(u.shape[0], -1), t).reshape(u.shape)
+
+    mask = torch.zeros(1, 4, 4, dtype=torch.bool)
+    mask[:, :2, :2] = True                    # block (0, 0) fully observed
+    mask[:, 0, 2] = True                      # one pixel of block (0, 1)
+    x0 = torch.where(mask, mu + 0.01, torch.full_like(mu, 0.9)).expand(N, 1, 4, 4)
+    x, info = latent_inpaint(sde, score_fn, codec, x0, mask, sampler="ancestral", steps=100, generator=gen)
+    assert x.shape == (N, 1, 4, 4) and info.options["latent_mask_observed"] == 1    # latent positions
+    torch.testing.assert_close(x[:, mask], x0[:, mask], rtol=0, atol=0)   # observed pixels kept exactly
+    free = ~mask
+    m, v = x[:, free].mean(0), x[:, free].var(0)
+    assert ((m - mu[free]).abs() < 4 * (var[free] / N).sqrt()).all(), (m, mu[free])
+    assert ((v / var[free] - 1).abs() < 4 * math.sqrt(2 / N) + 0.02).all(), (v, var[free])
+    levels = torch.round((x[:, free] + 1) * 256 / 2 - 0.5)
+    torch.testing.assert_close(x[:, free], (2 * levels + 1) / 256 - 1)  # decoded to the 256 bin centres
