@@ -145,7 +145,8 @@ def next_command(mode: str, workdir: str) -> str:
                    f"(finished cells are reused; the new study gets its own directory)",
         "train_classifier": f"{run} --mode sample --config.sampling.class_label=all --config.sampling.guidance=classifier",
         "train_contrastive": f"{run} --mode sample --config.sampling.guidance=contrastive "
-                             f"--config.sampling.prompt=\"a thick seven leaning right\"",
+                             f"--config.sampling.prompt=\"a thick seven leaning right\"   (a digits prompt; this run's words: "
+                             f"{os.path.join(workdir, 'vocab.json')})",
         "inpaint": f"{run} --mode inpaint --config.inpaint.mask=random   (masks: left_half, right_half, top_half, "
                    f"bottom_half, box, random)",
         "colorize": f"{run} --mode sample   (unconditional samples of the same model)",
