@@ -3,7 +3,6 @@ model's config, the equal-wall-time plan (`bench/step_cost.py`) and the training
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -11,6 +10,8 @@ from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench.common import load, mean_se, save  # noqa: E402,F401  (cold_study imports them from here)
 
 OUT = os.path.join(ROOT, "bench", "results")
 TIMES = (0.1, 0.25, 0.5, 0.75, 1.0)
@@ -58,25 +59,6 @@ def model_config(study: Study, name: str, n_iters: int, threads: int):
         key, value = f.split("=", 1)
         apply_override(config, key, value)
     return config, [f"--config.{f}" for f in fields]
-
-
-def mean_se(values):
-    v = [float(x) for x in values]
-    m = sum(v) / len(v)
-    if len(v) < 2:
-        return m, float("nan")
-    return m, math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1) / len(v))
-
-
-def load(path):
-    return json.load(open(path)) if os.path.exists(path) else {}
-
-
-def save(path, res):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(res, f, indent=1)
-    os.replace(tmp, path)
 
 
 def plan_training(study: Study, a, path):

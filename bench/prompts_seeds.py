@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import mean_se, save  # noqa: E402
 
 METRICS = ("all_accuracy", "class_accuracy", "fd", "diversity")
-
-
-def spread(values):
-    """(mean, SE over the values) of one metric over runs."""
-    k = len(values)
-    m = sum(values) / k
-    se = math.sqrt(sum((v - m) ** 2 for v in values) / (k - 1) / k) if k > 1 else float("nan")
-    return m, se
 
 
 def aggregate(runs):
@@ -46,7 +42,7 @@ def aggregate(runs):
                 if metric not in row[split]:
                     continue
                 vals = [r[split][metric][0] for r in rows]
-                m, se = spread(vals)
+                m, se = mean_se(vals)
                 out.setdefault(method, {}).setdefault(split, {})[metric] = {
                     "mean": m, "se_over_seeds": se, "per_seed": vals,
                     "mean_sampling_se": sum(r[split][metric][1] for r in rows) / len(rows)}
@@ -81,9 +77,7 @@ def main(argv=None):
     res = {"runs": a.results, "prompt_nets": nets, "seeds": len(runs), "metrics": agg,
            "what": "mean over prompt nets trained with different seeds; se_over_seeds = std / sqrt(k); "
                    "mean_sampling_se = the average of each run's own SE over samples"}
-    with open(a.out + ".tmp", "w") as f:
-        json.dump(res, f, indent=1)
-    os.replace(a.out + ".tmp", a.out)
+    save(a.out, res)
     print(table(agg, "seen"))
     print()
     print(table(agg, "held_out"))
